@@ -1,0 +1,126 @@
+"""The ``hubkit`` command: serve the embedded Hub, publish and pull artifacts, check cards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from hubkit import __version__
+
+app = typer.Typer(
+    name="hubkit",
+    help="Efficient diffusion methods as Hub-native plugins.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EndpointOption = Annotated[
+    Optional[str],
+    typer.Option("--endpoint", help="Hub URL. Default: $HF_ENDPOINT, else the embedded Hub (started on demand)."),
+]
+TokenOption = Annotated[
+    Optional[str], typer.Option("--token", help="Hub token. Default: $HF_TOKEN, else the stored token.")
+]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"hubkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Efficient diffusion methods as Hub-native plugins."""
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8077,
+    data_dir: Annotated[
+        Optional[Path], typer.Option("--data-dir", help="Storage folder. Default: $HUBKIT_HOME/hub.")
+    ] = None,
+    user: Annotated[
+        Optional[list[str]],
+        typer.Option("--user", help="NAME:TOKEN of a user (repeatable). Default: user 'hubkit', random token."),
+    ] = None,
+    max_upload_mb: Annotated[
+        int, typer.Option("--max-upload-mb", help="Largest single upload accepted, in MiB.")
+    ] = 50 * 1024,
+) -> None:
+    """Run the embedded Hub-compatible server (stock clients use it through HF_ENDPOINT)."""
+    from hubkit.server import run_server
+
+    run_server(host=host, port=port, data_dir=data_dir, users=user or [], max_upload_bytes=max_upload_mb << 20)
+
+
+@app.command()
+def publish(
+    folder: Annotated[Path, typer.Argument(help="Artifact folder with a README.md model card.")],
+    repo_id: Annotated[str, typer.Argument(help="Target repo, namespace/name.")],
+    repo_type: Annotated[str, typer.Option("--repo-type", help="model, dataset or space.")] = "model",
+    private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
+    message: Annotated[Optional[str], typer.Option("--message", "-m", help="Commit message.")] = None,
+    endpoint: EndpointOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Validate the card, then upload FOLDER as REPO_ID (created if missing)."""
+    from hubkit.hub import HubError, publish as do_publish
+
+    try:
+        result = do_publish(
+            folder, repo_id, repo_type=repo_type, private=private, message=message, endpoint=endpoint, token=token
+        )
+    except HubError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(1) from err
+    typer.echo(f"published {result.repo_id} @ {result.commit} ({result.url})")
+
+
+@app.command()
+def pull(
+    repo_id: Annotated[str, typer.Argument(help="Repo to download, namespace/name.")],
+    revision: Annotated[Optional[str], typer.Option(help="Branch, tag or commit sha.")] = None,
+    repo_type: Annotated[str, typer.Option("--repo-type", help="model, dataset or space.")] = "model",
+    local_dir: Annotated[
+        Optional[Path], typer.Option("--local-dir", help="Copy files here instead of only into the cache.")
+    ] = None,
+    endpoint: EndpointOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Download REPO_ID (into the Hugging Face cache) and print its local path."""
+    from hubkit.hub import HubError, pull as do_pull
+
+    try:
+        path = do_pull(
+            repo_id, revision=revision, repo_type=repo_type, local_dir=local_dir, endpoint=endpoint, token=token
+        )
+    except HubError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(1) from err
+    typer.echo(str(path))
+
+
+def _add_card_commands() -> None:
+    from hubkit.cards.cli import card_app
+
+    app.add_typer(card_app, name="card", help="Model-card tools.")
+
+
+_add_card_commands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

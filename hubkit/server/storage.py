@@ -1,0 +1,540 @@
+"""Durable storage of the embedded Hub: SQLite for users, repos, commits and refs; sha256-addressed blobs.
+
+Why this shape: a commit is one SQLite transaction that only references blobs already complete on disk, so a
+crash (even ``kill -9``) can leave at most an orphaned temporary file, never a half-visible commit. Blobs are
+written to ``tmp/`` and renamed into place, which is atomic on one filesystem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+REPO_TYPES = ("model", "dataset", "space")
+EMPTY_TREE: dict[str, dict] = {}
+LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {size}\n"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS repos (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    type TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    private INTEGER NOT NULL DEFAULT 0,
+    sdk TEXT,
+    created REAL NOT NULL,
+    UNIQUE (type, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS commits (
+    oid TEXT NOT NULL,
+    repo INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    parent TEXT,
+    title TEXT NOT NULL,
+    message TEXT NOT NULL,
+    author TEXT NOT NULL,
+    date REAL NOT NULL,
+    tree TEXT NOT NULL,
+    PRIMARY KEY (repo, oid)
+);
+CREATE TABLE IF NOT EXISTS refs (
+    repo INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    target TEXT NOT NULL,
+    PRIMARY KEY (repo, kind, name)
+);
+"""
+
+
+class StorageError(Exception):
+    """Base of storage errors; ``code`` is the Hub's ``X-Error-Code`` and ``status`` the HTTP status."""
+
+    status = 400
+    code: str | None = None
+
+
+class RepoNotFound(StorageError):
+    status, code = 404, "RepoNotFound"
+
+
+class RevisionNotFound(StorageError):
+    status, code = 404, "RevisionNotFound"
+
+
+class EntryNotFound(StorageError):
+    status, code = 404, "EntryNotFound"
+
+
+class Conflict(StorageError):
+    status = 409
+
+
+class StaleParent(StorageError):
+    """The commit names a parent that is no longer the head of the branch."""
+
+    status = 412
+
+
+class BadRequest(StorageError):
+    status = 400
+
+
+class BlobMissing(StorageError):
+    status = 422
+
+
+@dataclass(frozen=True)
+class Repo:
+    id: int
+    type: str
+    namespace: str
+    name: str
+    private: bool
+    sdk: str | None
+    created: float
+
+    @property
+    def repo_id(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Commit:
+    oid: str
+    parent: str | None
+    title: str
+    message: str
+    author: str
+    date: float
+    tree: dict[str, dict]
+
+
+@dataclass
+class FileChange:
+    """One operation of a commit: ``add`` (sha256 + size + lfs), ``delete``, or ``delete_folder``."""
+
+    op: str
+    path: str
+    sha256: str | None = None
+    size: int | None = None
+    lfs: bool = False
+    git_oid: str | None = None
+
+
+@dataclass
+class CommitResult:
+    oid: str
+    parent: str | None
+    changed: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def git_blob_oid(data: bytes) -> str:
+    """Git's blob id: sha1 over ``blob <len>\\0`` + content (the Hub's ETag for regular files)."""
+    return hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
+
+
+def lfs_pointer(sha256: str, size: int) -> bytes:
+    return LFS_POINTER.format(sha=sha256, size=size).encode()
+
+
+def tree_entry_oid(entry: dict) -> str:
+    """Git oid a Hub tree listing shows for a file: of the content, or of the LFS pointer file."""
+    if entry["lfs"]:
+        pointer = lfs_pointer(entry["sha256"], entry["size"])
+        return git_blob_oid(pointer)
+    return entry["git_oid"]
+
+
+class BlobStore:
+    """Content-addressed files under ``blobs/<aa>/<sha256>``; writes go through ``tmp/`` and a rename."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.tmp = root / "tmp"
+        self.blobs = root / "blobs"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.blobs.mkdir(parents=True, exist_ok=True)
+
+    def clear_tmp(self) -> None:
+        """Drop leftovers of interrupted uploads (nothing in tmp/ is ever referenced)."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        return self.blobs / sha256[:2] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return _is_sha256(sha256) and self.path(sha256).is_file()
+
+    def size(self, sha256: str) -> int:
+        return self.path(sha256).stat().st_size
+
+    @contextlib.contextmanager
+    def temp_file(self) -> Iterator[tuple[BinaryIO, Path]]:
+        """A temporary file in the store's filesystem; removed unless it was committed by ``adopt``."""
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="up-")
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                yield fh, path
+        finally:
+            path.unlink(missing_ok=True)
+
+    def adopt(self, tmp_path: Path, sha256: str) -> None:
+        """Move a complete, verified temporary file into place (atomic, idempotent)."""
+        target = self.path(sha256)
+        if target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, target)
+
+    def put_bytes(self, data: bytes) -> str:
+        sha256 = hashlib.sha256(data).hexdigest()
+        if self.exists(sha256):
+            return sha256
+        with self.temp_file() as (fh, path):
+            fh.write(data)
+            fh.flush()
+            self.adopt(path, sha256)
+        return sha256
+
+
+def _is_sha256(value: str) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Storage:
+    """All persistent state of the embedded Hub. Thread-safe; commits are serialized per process."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.blobs = BlobStore(self.data_dir)
+        self.blobs.clear_tmp()
+        self.xorbs = self.data_dir / "xorbs"
+        self.xorbs.mkdir(exist_ok=True)
+        self._db_path = self.data_dir / "hub.sqlite"
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        with self._write_lock:
+            self._conn().executescript(_SCHEMA)  # executescript manages its own transaction
+
+    # -- connections -------------------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._db_path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE): all or nothing, serialized with other writers."""
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        return self._conn().execute(sql, args).fetchall()
+
+    # -- users ---------------------------------------------------------------------------------------------
+
+    def set_user(self, name: str, token: str) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM users WHERE name = ? OR token_sha256 = ?", (name, _token_hash(token)))
+            db.execute(
+                "INSERT INTO users (name, token_sha256, created) VALUES (?, ?, ?)",
+                (name, _token_hash(token), time.time()),
+            )
+
+    def user_for_token(self, token: str) -> str | None:
+        rows = self._read("SELECT name FROM users WHERE token_sha256 = ?", (_token_hash(token),))
+        return rows[0]["name"] if rows else None
+
+    def has_users(self) -> bool:
+        return bool(self._read("SELECT 1 FROM users LIMIT 1"))
+
+    def user_exists(self, name: str) -> bool:
+        return bool(self._read("SELECT 1 FROM users WHERE name = ?", (name,)))
+
+    # -- repos ---------------------------------------------------------------------------------------------
+
+    def create_repo(self, repo_type: str, namespace: str, name: str, private: bool, author: str,
+                    sdk: str | None = None) -> Repo:
+        with self._db() as db:
+            try:
+                cur = db.execute(
+                    "INSERT INTO repos (type, namespace, name, private, sdk, created) VALUES (?, ?, ?, ?, ?, ?)",
+                    (repo_type, namespace, name, int(private), sdk, time.time()),
+                )
+            except sqlite3.IntegrityError as err:
+                raise Conflict(f"You already created this {repo_type} repo: {namespace}/{name}") from err
+            repo_pk = cur.lastrowid
+            # Like the Hub, a new repo starts with one commit holding a .gitattributes file.
+            content = _GITATTRIBUTES.encode()
+            sha256 = self.blobs.put_bytes(content)
+            tree = {
+                ".gitattributes": {
+                    "sha256": sha256, "size": len(content), "lfs": False,
+                    "git_oid": git_blob_oid(content),
+                }
+            }
+            oid = self._insert_commit(db, repo_pk, None, "initial commit", "", author, tree)
+            db.execute("INSERT INTO refs (repo, kind, name, target) VALUES (?, 'branch', 'main', ?)",
+                       (repo_pk, oid))
+        return self.get_repo(repo_type, namespace, name)
+
+    def get_repo(self, repo_type: str, namespace: str, name: str) -> Repo:
+        rows = self._read(
+            "SELECT * FROM repos WHERE type = ? AND namespace = ? AND name = ?", (repo_type, namespace, name)
+        )
+        if not rows:
+            raise RepoNotFound(f"Repository Not Found for {repo_type}: {namespace}/{name}")
+        return _repo(rows[0])
+
+    def delete_repo(self, repo: Repo) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM refs WHERE repo = ?", (repo.id,))
+            db.execute("DELETE FROM commits WHERE repo = ?", (repo.id,))
+            db.execute("DELETE FROM repos WHERE id = ?", (repo.id,))
+
+    def set_private(self, repo: Repo, private: bool) -> None:
+        with self._db() as db:
+            db.execute("UPDATE repos SET private = ? WHERE id = ?", (int(private), repo.id))
+
+    def move_repo(self, repo: Repo, namespace: str, name: str) -> None:
+        with self._db() as db:
+            try:
+                db.execute("UPDATE repos SET namespace = ?, name = ? WHERE id = ?", (namespace, name, repo.id))
+            except sqlite3.IntegrityError as err:
+                raise Conflict(f"Repository {namespace}/{name} already exists") from err
+
+    def list_repos(self, repo_type: str) -> list[Repo]:
+        return [_repo(r) for r in self._read("SELECT * FROM repos WHERE type = ? ORDER BY id", (repo_type,))]
+
+    # -- refs and commits --------------------------------------------------------------------------------------
+
+    def refs(self, repo: Repo) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {"branch": {}, "tag": {}, "pr": {}}
+        for row in self._read("SELECT kind, name, target FROM refs WHERE repo = ? ORDER BY name", (repo.id,)):
+            out[row["kind"]][row["name"]] = row["target"]
+        return out
+
+    def resolve(self, repo: Repo, revision: str | None) -> str:
+        """Commit oid of a branch, tag, ``refs/...`` name, full or short commit sha."""
+        rev = revision or "main"
+        refs = self.refs(repo)
+        for prefix, kind in (("refs/heads/", "branch"), ("refs/tags/", "tag"), ("refs/pr/", "pr")):
+            if rev.startswith(prefix) and rev[len(prefix):] in refs[kind]:
+                return refs[kind][rev[len(prefix):]]
+        if rev in refs["branch"]:
+            return refs["branch"][rev]
+        if rev in refs["tag"]:
+            return refs["tag"][rev]
+        if 7 <= len(rev) <= 40 and all(c in "0123456789abcdef" for c in rev):
+            rows = self._read("SELECT oid FROM commits WHERE repo = ? AND oid LIKE ?", (repo.id, rev + "%"))
+            if len(rows) == 1:
+                return rows[0]["oid"]
+        raise RevisionNotFound(f"Invalid rev id: {rev}")
+
+    def branch_of(self, repo: Repo, revision: str | None) -> str | None:
+        """Branch name a revision designates (commits may only target branches)."""
+        rev = revision or "main"
+        refs = self.refs(repo)
+        if rev.startswith("refs/heads/"):
+            rev = rev[len("refs/heads/"):]
+        if rev in refs["branch"]:
+            return rev
+        if rev.startswith("refs/pr/") and rev[len("refs/pr/"):] in refs["pr"]:
+            return rev
+        return None
+
+    def commit(self, repo: Repo, oid: str) -> Commit:
+        rows = self._read("SELECT * FROM commits WHERE repo = ? AND oid = ?", (repo.id, oid))
+        if not rows:
+            raise RevisionNotFound(f"Invalid rev id: {oid}")
+        r = rows[0]
+        return Commit(r["oid"], r["parent"], r["title"], r["message"], r["author"], r["date"],
+                      json.loads(r["tree"]))
+
+    def history(self, repo: Repo, oid: str) -> list[Commit]:
+        out = []
+        current: str | None = oid
+        while current:
+            c = self.commit(repo, current)
+            out.append(c)
+            current = c.parent
+        return out
+
+    def last_modified(self, repo: Repo, oid: str) -> float:
+        return self.commit(repo, oid).date
+
+    def create_ref(self, repo: Repo, kind: str, name: str, target: str) -> None:
+        with self._db() as db:
+            exists = db.execute(
+                "SELECT 1 FROM refs WHERE repo = ? AND kind = ? AND name = ?", (repo.id, kind, name)
+            ).fetchone()
+            if exists:
+                raise Conflict(f"{'Branch' if kind == 'branch' else 'Tag'} {name} already exists")
+            db.execute("INSERT INTO refs (repo, kind, name, target) VALUES (?, ?, ?, ?)",
+                       (repo.id, kind, name, target))
+
+    def delete_ref(self, repo: Repo, kind: str, name: str) -> None:
+        if kind == "branch" and name == "main":
+            raise BadRequest("Cannot delete the default branch main")
+        with self._db() as db:
+            cur = db.execute("DELETE FROM refs WHERE repo = ? AND kind = ? AND name = ?", (repo.id, kind, name))
+            if cur.rowcount == 0:
+                raise RevisionNotFound(f"Invalid rev id: {name}")
+
+    def next_pr_number(self, repo: Repo) -> int:
+        prs = self.refs(repo)["pr"]
+        return max((int(n) for n in prs), default=0) + 1
+
+    def apply_commit(self, repo: Repo, branch: str, changes: list[FileChange], title: str, message: str,
+                     author: str, parent: str | None = None) -> CommitResult:
+        """Apply changes on top of ``branch`` in one transaction; ``parent`` guards against lost updates."""
+        with self._db() as db:
+            kind, name = ("pr", branch[len("refs/pr/"):]) if branch.startswith("refs/pr/") else ("branch", branch)
+            row = db.execute("SELECT target FROM refs WHERE repo = ? AND kind = ? AND name = ?",
+                             (repo.id, kind, name)).fetchone()
+            if row is None:
+                raise RevisionNotFound(f"Invalid rev id: {branch}")
+            head = row["target"]
+            if parent is not None and parent != head:
+                raise StaleParent(
+                    f"A commit has happened since. Please refresh and try again. (parent {parent} is not the "
+                    f"head {head} of {branch})"
+                )
+            head_tree = json.loads(
+                db.execute("SELECT tree FROM commits WHERE repo = ? AND oid = ?", (repo.id, head)).fetchone()[0]
+            )
+            tree = _apply_changes(head_tree, changes, self.blobs)
+            oid = self._insert_commit(db, repo.id, head, title, message, author, tree)
+            db.execute("UPDATE refs SET target = ? WHERE repo = ? AND kind = ? AND name = ?",
+                       (oid, repo.id, kind, name))
+        return CommitResult(oid=oid, parent=head)
+
+    def create_pr_ref(self, repo: Repo, base_oid: str) -> str:
+        """A new ``refs/pr/N`` pointing at ``base_oid``; returns ``N`` as a string."""
+        with self._db() as db:
+            rows = db.execute("SELECT name FROM refs WHERE repo = ? AND kind = 'pr'", (repo.id,)).fetchall()
+            number = str(max((int(r[0]) for r in rows), default=0) + 1)
+            db.execute("INSERT INTO refs (repo, kind, name, target) VALUES (?, 'pr', ?, ?)",
+                       (repo.id, number, base_oid))
+        return number
+
+    def _insert_commit(self, db: sqlite3.Connection, repo_pk: int, parent: str | None, title: str,
+                       message: str, author: str, tree: dict) -> str:
+        date = time.time()
+        tree_json = json.dumps(tree, sort_keys=True, separators=(",", ":"))
+        # Unique per commit (nonce) so that two identical commits still get distinct, stable ids.
+        payload = json.dumps([parent, title, message, author, date, tree_json, secrets.token_hex(8)])
+        oid = hashlib.sha1(payload.encode()).hexdigest()
+        db.execute(
+            "INSERT INTO commits (oid, repo, parent, title, message, author, date, tree) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (oid, repo_pk, parent, title, message, author, date, tree_json),
+        )
+        return oid
+
+
+def _apply_changes(tree: dict[str, dict], changes: list[FileChange], blobs: BlobStore) -> dict[str, dict]:
+    new = dict(tree)
+    for change in changes:
+        if change.op == "add":
+            if change.sha256 is None or not blobs.exists(change.sha256):
+                raise BlobMissing(f"Content of {change.path} (sha256 {change.sha256}) was not uploaded")
+            if change.size is not None and blobs.size(change.sha256) != change.size:
+                raise BlobMissing(f"Size of {change.path} does not match the uploaded content")
+            _check_no_dir_clash(new, change.path)
+            new[change.path] = {
+                "sha256": change.sha256,
+                "size": blobs.size(change.sha256),
+                "lfs": change.lfs,
+                "git_oid": change.git_oid or _git_oid_of_blob(blobs, change.sha256),
+            }
+        elif change.op == "delete":
+            if change.path not in new:
+                raise EntryNotFound(f"A file with this name doesn't exist: {change.path}")
+            del new[change.path]
+        elif change.op == "delete_folder":
+            prefix = change.path.rstrip("/") + "/"
+            doomed = [p for p in new if p.startswith(prefix)]
+            if not doomed:
+                raise EntryNotFound(f"A folder with this name doesn't exist: {change.path}")
+            for p in doomed:
+                del new[p]
+        else:  # pragma: no cover - parser never emits other ops
+            raise BadRequest(f"Unknown operation {change.op}")
+    return new
+
+
+def _check_no_dir_clash(tree: dict[str, dict], path: str) -> None:
+    """A path cannot be both a file and a folder, as in git."""
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        if "/".join(parts[:i]) in tree:
+            raise BadRequest(f"Cannot add {path}: {'/'.join(parts[:i])} is a file")
+    if any(p.startswith(path + "/") for p in tree):
+        raise BadRequest(f"Cannot add {path}: a folder with this name exists")
+
+
+def _git_oid_of_blob(blobs: BlobStore, sha256: str) -> str:
+    path = blobs.path(sha256)
+    size = path.stat().st_size
+    h = hashlib.sha1(f"blob {size}\0".encode())
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _repo(row: sqlite3.Row) -> Repo:
+    return Repo(row["id"], row["type"], row["namespace"], row["name"], bool(row["private"]), row["sdk"],
+                row["created"])
+
+
+# The Hub's default .gitattributes, which tells git (and readers of the repo) which files are LFS.
+LFS_SUFFIXES = (
+    ".7z", ".arrow", ".bin", ".bz2", ".ckpt", ".ftz", ".gz", ".h5", ".joblib", ".mlmodel", ".model",
+    ".msgpack", ".npy", ".npz", ".onnx", ".ot", ".parquet", ".pb", ".pickle", ".pkl", ".pt", ".pth",
+    ".rar", ".safetensors", ".tar", ".tflite", ".tgz", ".wasm", ".xz", ".zip", ".zst", ".gguf",
+    ".png", ".jpg", ".jpeg", ".webp", ".wav", ".mp3", ".mp4",
+)
+_GITATTRIBUTES = "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n" for s in LFS_SUFFIXES)

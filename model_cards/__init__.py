@@ -1,0 +1,1 @@
+"""Jinja model-card templates, one per artifact kind (imported as ``hubkit.model_cards``)."""

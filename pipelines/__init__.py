@@ -1,0 +1,1 @@
+"""Diffusers pipelines and models of hubkit methods (imported as ``hubkit.pipelines``)."""
