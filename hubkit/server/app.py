@@ -39,7 +39,6 @@ from hubkit.server.storage import (
     EntryNotFound,
     FileChange,
     Repo,
-    RepoNotFound,
     Storage,
     StorageError,
     git_blob_oid,
@@ -123,8 +122,11 @@ class HubApp:
         query = parse_qs(request.url.query, keep_blank_values=True)
         try:
             # CAS requests carry a Xet token, not a Hub token; their handlers check it.
-            caller = Caller(None) if segments[:1] == ["cas"] else caller_from_header(
-                self.storage, request.headers.get("authorization"))
+            caller = (
+                Caller(None)
+                if segments[:1] == ["cas"]
+                else caller_from_header(self.storage, request.headers.get("authorization"))
+            )
             handler = self.route(request.method, segments, raw_path)
             if handler is None:
                 return JSONResponse({"error": f"Not found: {request.method} {raw_path}"}, status_code=404)
@@ -161,11 +163,19 @@ class HubApp:
     async def whoami(self, request: Request, caller: Caller, query: dict) -> Response:
         if caller.user is None:
             raise Unauthorized("Invalid credentials in Authorization header")
-        return JSONResponse({
-            "type": "user", "id": caller.user, "name": caller.user, "fullname": caller.user,
-            "email": None, "emailVerified": False, "isPro": False, "orgs": [],
-            "auth": {"type": "access_token", "accessToken": {"displayName": "hubkit", "role": "write"}},
-        })
+        return JSONResponse(
+            {
+                "type": "user",
+                "id": caller.user,
+                "name": caller.user,
+                "fullname": caller.user,
+                "email": None,
+                "emailVerified": False,
+                "isPro": False,
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"displayName": "hubkit", "role": "write"}},
+            }
+        )
 
     async def version(self, request: Request, caller: Caller, query: dict) -> Response:
         return JSONResponse({"server": "hubkit", "version": __version__})
@@ -176,8 +186,9 @@ class HubApp:
         try:
             parse_front_matter(content if isinstance(content, str) else "")
         except (ValueError, yaml.YAMLError) as err:
-            return JSONResponse({"errors": [{"message": f"Invalid YAML metadata: {err}"}], "warnings": []},
-                                status_code=400)
+            return JSONResponse(
+                {"errors": [{"message": f"Invalid YAML metadata: {err}"}], "warnings": []}, status_code=400
+            )
         return JSONResponse({"errors": [], "warnings": []})
 
     # -- repos ---------------------------------------------------------------------------------------
@@ -193,13 +204,23 @@ class HubApp:
         namespace = check_repo_name(body.get("organization") or user, "namespace")
         name = check_repo_name(body.get("name"), "name")
         caller.require_namespace(namespace)
-        private = body.get("visibility", "public") != "public" if "visibility" in body else bool(
-            body.get("private"))
+        private = (
+            body.get("visibility", "public") != "public"
+            if "visibility" in body
+            else bool(body.get("private"))
+        )
         sdk = body.get("sdk")
-        if repo_type == "space":
-            if sdk not in ("gradio", "streamlit", "docker", "static"):
-                raise BadRequest("Space sdk must be one of gradio, streamlit, docker, static")
-        repo = await run_in_threadpool(self.storage.create_repo, repo_type, namespace, name, private, user, sdk)
+        if repo_type == "space" and sdk not in ("gradio", "streamlit", "docker", "static"):
+            raise BadRequest("Space sdk must be one of gradio, streamlit, docker, static")
+        try:
+            repo = await run_in_threadpool(
+                self.storage.create_repo, repo_type, namespace, name, private, user, sdk
+            )
+        except Conflict as err:
+            # The client reads "url" even from the 409 answer when called with exist_ok=True.
+            existing = self.storage.get_repo(repo_type, namespace, name)
+            body = {"error": str(err), "url": self.repo_url(request, existing)}
+            return JSONResponse(body, status_code=409, headers={"X-Error-Message": _header_safe(str(err))})
         return JSONResponse({"url": self.repo_url(request, repo), "name": repo.repo_id, "id": repo.repo_id})
 
     def _repo_from_body(self, body: Any, caller: Caller) -> Repo:
@@ -242,16 +263,18 @@ class HubApp:
             await run_in_threadpool(self.storage.set_private, repo, bool(body["private"]))
         return JSONResponse({})
 
-    async def auth_check(self, request: Request, caller: Caller, query: dict, repo: Repo,
-                         write: bool = False) -> Response:
+    async def auth_check(
+        self, request: Request, caller: Caller, query: dict, repo: Repo, write: bool = False
+    ) -> Response:
         if write:
             caller.require_write(repo)
         return JSONResponse({})
 
     # -- info and listing ----------------------------------------------------------------------------
 
-    async def info(self, request: Request, caller: Caller, query: dict, repo: Repo,
-                   revision: str | None = None) -> Response:
+    async def info(
+        self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str | None = None
+    ) -> Response:
         oid = self.storage.resolve(repo, revision)
         commit = self.storage.commit(repo, oid)
         blobs = _flag(query.get("blobs", [None])[0])
@@ -285,7 +308,7 @@ class HubApp:
             matches.sort(key=lambda i: i[sort], reverse=True)
         elif sort in ("downloads", "likes", "trendingScore"):
             matches.sort(key=lambda i: i.get(sort, 0), reverse=True)
-        page = matches[cursor: cursor + limit]
+        page = matches[cursor : cursor + limit]
         headers = {}
         if cursor + limit < len(matches):
             next_query = {k: v for k, v in query.items() if k != "cursor"}
@@ -294,8 +317,9 @@ class HubApp:
             headers["Link"] = f'<{self.base_url(request)}{request.url.path}?{qs}>; rel="next"'
         return JSONResponse(page, headers=headers)
 
-    async def tree(self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str,
-                   path: str = "") -> Response:
+    async def tree(
+        self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str, path: str = ""
+    ) -> Response:
         commit = self.storage.commit(repo, self.storage.resolve(repo, revision))
         recursive = _flag(query.get("recursive", [None])[0])
         expand = _flag(query.get("expand", [None])[0])
@@ -303,16 +327,21 @@ class HubApp:
         if entries is None:
             raise EntryNotFound(f"{path} does not exist on {revision}")
         cursor = _int(query.get("cursor", [None])[0], default=0, what="cursor")
-        page = entries[cursor: cursor + PAGE_SIZE]
+        page = entries[cursor : cursor + PAGE_SIZE]
         headers = {}
         if cursor + PAGE_SIZE < len(entries):
-            params = {k: v[0] for k, v in query.items() if k != "cursor"} | {"cursor": str(cursor + PAGE_SIZE)}
+            params = {k: v[0] for k, v in query.items() if k != "cursor"} | {
+                "cursor": str(cursor + PAGE_SIZE)
+            }
             qs = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
-            headers["Link"] = f'<{self.base_url(request)}{request.scope["raw_path"].decode()}?{qs}>; rel="next"'
+            headers["Link"] = (
+                f'<{self.base_url(request)}{request.scope["raw_path"].decode()}?{qs}>; rel="next"'
+            )
         return JSONResponse(page, headers=headers)
 
-    async def paths_info(self, request: Request, caller: Caller, query: dict, repo: Repo,
-                         revision: str) -> Response:
+    async def paths_info(
+        self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str
+    ) -> Response:
         commit = self.storage.commit(repo, self.storage.resolve(repo, revision))
         body = await read_body(request, self.limits.max_json_bytes)
         ctype = request.headers.get("content-type", "")
@@ -337,34 +366,48 @@ class HubApp:
     async def refs(self, request: Request, caller: Caller, query: dict, repo: Repo) -> Response:
         refs = self.storage.refs(repo)
         out = {
-            "branches": [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": t} for n, t in refs["branch"].items()],
+            "branches": [
+                {"name": n, "ref": f"refs/heads/{n}", "targetCommit": t} for n, t in refs["branch"].items()
+            ],
             "tags": [{"name": n, "ref": f"refs/tags/{n}", "targetCommit": t} for n, t in refs["tag"].items()],
             "converts": [],
         }
         if _flag(query.get("include_prs", [None])[0]):
-            out["pullRequests"] = [{"name": f"refs/pr/{n}", "ref": f"refs/pr/{n}", "targetCommit": t}
-                                   for n, t in refs["pr"].items()]
+            out["pullRequests"] = [
+                {"name": f"refs/pr/{n}", "ref": f"refs/pr/{n}", "targetCommit": t}
+                for n, t in refs["pr"].items()
+            ]
         return JSONResponse(out)
 
-    async def commits(self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str) -> Response:
+    async def commits(
+        self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str
+    ) -> Response:
         history = self.storage.history(repo, self.storage.resolve(repo, revision))
         page = _int(query.get("p", [None])[0], default=0, what="p")
         limit = _int(query.get("limit", [None])[0], default=PAGE_SIZE, what="limit")
         items = [
-            {"id": c.oid, "title": c.title, "message": c.message, "date": iso(c.date),
-             "authors": [{"user": c.author, "avatar": None}]}
-            for c in history[page * limit: (page + 1) * limit]
+            {
+                "id": c.oid,
+                "title": c.title,
+                "message": c.message,
+                "date": iso(c.date),
+                "authors": [{"user": c.author, "avatar": None}],
+            }
+            for c in history[page * limit : (page + 1) * limit]
         ]
         headers = {}
         if (page + 1) * limit < len(history):
-            headers["Link"] = (f'<{self.base_url(request)}{request.scope["raw_path"].decode()}'
-                               f'?p={page + 1}&limit={limit}>; rel="next"')
+            headers["Link"] = (
+                f"<{self.base_url(request)}{request.scope['raw_path'].decode()}"
+                f'?p={page + 1}&limit={limit}>; rel="next"'
+            )
         return JSONResponse(items, headers=headers)
 
     # -- branches and tags ---------------------------------------------------------------------------
 
-    async def create_branch(self, request: Request, caller: Caller, query: dict, repo: Repo,
-                            branch: str) -> Response:
+    async def create_branch(
+        self, request: Request, caller: Caller, query: dict, repo: Repo, branch: str
+    ) -> Response:
         caller.require_write(repo)
         body = await read_json(request, self.limits.max_json_bytes)
         _check_ref_name(branch)
@@ -373,38 +416,43 @@ class HubApp:
         await run_in_threadpool(self.storage.create_ref, repo, "branch", branch, target)
         return JSONResponse({})
 
-    async def delete_branch(self, request: Request, caller: Caller, query: dict, repo: Repo,
-                            branch: str) -> Response:
+    async def delete_branch(
+        self, request: Request, caller: Caller, query: dict, repo: Repo, branch: str
+    ) -> Response:
         caller.require_write(repo)
         await run_in_threadpool(self.storage.delete_ref, repo, "branch", branch)
         return JSONResponse({})
 
-    async def create_tag(self, request: Request, caller: Caller, query: dict, repo: Repo,
-                         revision: str) -> Response:
+    async def create_tag(
+        self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str
+    ) -> Response:
         caller.require_write(repo)
         body = await read_json(request, self.limits.max_json_bytes)
         tag = body.get("tag") if isinstance(body, dict) else None
         if not isinstance(tag, str):
-            raise BadRequest("Body must name the tag: {\"tag\": \"v1\"}")
+            raise BadRequest('Body must name the tag: {"tag": "v1"}')
         _check_ref_name(tag)
         target = self.storage.resolve(repo, revision)
         await run_in_threadpool(self.storage.create_ref, repo, "tag", tag, target)
         return JSONResponse({})
 
-    async def delete_tag(self, request: Request, caller: Caller, query: dict, repo: Repo, tag: str) -> Response:
+    async def delete_tag(
+        self, request: Request, caller: Caller, query: dict, repo: Repo, tag: str
+    ) -> Response:
         caller.require_write(repo)
         await run_in_threadpool(self.storage.delete_ref, repo, "tag", tag)
         return JSONResponse({})
 
     # -- upload --------------------------------------------------------------------------------------
 
-    async def preupload(self, request: Request, caller: Caller, query: dict, repo: Repo,
-                        revision: str) -> Response:
+    async def preupload(
+        self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str
+    ) -> Response:
         caller.require_write(repo)
         body = await read_json(request, self.limits.max_json_bytes)
         files = body.get("files") if isinstance(body, dict) else None
         if not isinstance(files, list):
-            raise BadRequest("Body must be {\"files\": [...]}")
+            raise BadRequest('Body must be {"files": [...]}')
         try:
             head = self.storage.commit(repo, self.storage.resolve(repo, revision))
         except StorageError:
@@ -422,12 +470,15 @@ class HubApp:
             oid = None
             if existing is not None:
                 oid = existing["sha256"] if mode == "lfs" else existing["git_oid"]
-            should_ignore = any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path.rsplit("/", 1)[-1], p)
-                                for p in ignore)
+            should_ignore = any(
+                fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path.rsplit("/", 1)[-1], p) for p in ignore
+            )
             out.append({"path": path, "uploadMode": mode, "shouldIgnore": should_ignore, "oid": oid})
         return JSONResponse({"files": out, "commitOid": head.oid if head else None})
 
-    async def commit(self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str) -> Response:
+    async def commit(
+        self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str
+    ) -> Response:
         user = caller.require_write(repo)
         body = await read_body(request, self.limits.max_commit_bytes)
         header, changes = await run_in_threadpool(self._parse_commit, body)
@@ -444,8 +495,14 @@ class HubApp:
             raise BadRequest(f"Commits can only be made on branches; {revision!r} is not a branch")
         summary = header.get("summary") or "Upload files"
         result = await run_in_threadpool(
-            self.storage.apply_commit, repo, branch, changes, str(summary), str(header.get("description") or ""),
-            user, header.get("parentCommit"),
+            self.storage.apply_commit,
+            repo,
+            branch,
+            changes,
+            str(summary),
+            str(header.get("description") or ""),
+            user,
+            header.get("parentCommit"),
         )
         out = {
             "success": True,
@@ -470,7 +527,7 @@ class HubApp:
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise BadRequest(f"Commit line {number} is not valid JSON: {err}") from err
             if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
-                raise BadRequest(f"Commit line {number} must be {{\"key\": ..., \"value\": {{...}}}}")
+                raise BadRequest(f'Commit line {number} must be {{"key": ..., "value": {{...}}}}')
             key, value = item.get("key"), item["value"]
             if key == "header":
                 header = value
@@ -478,7 +535,9 @@ class HubApp:
                     if field in value and not isinstance(value[field], str):
                         raise BadRequest(f"Commit header {field} must be a string")
                 parent = value.get("parentCommit")
-                if parent is not None and not (isinstance(parent, str) and re.fullmatch(r"[0-9a-f]{40}", parent)):
+                if parent is not None and not (
+                    isinstance(parent, str) and re.fullmatch(r"[0-9a-f]{40}", parent)
+                ):
                     raise BadRequest("parentCommit must be a 40-character commit sha")
             elif key == "file":
                 changes.append(self._inline_file(value, number))
@@ -496,8 +555,11 @@ class HubApp:
                 changes.append(FileChange("delete", check_path(value.get("path"))))
             elif key == "deletedFolder":
                 path = value.get("path")
-                changes.append(FileChange("delete_folder",
-                                          check_path(path.rstrip("/") if isinstance(path, str) else path)))
+                changes.append(
+                    FileChange(
+                        "delete_folder", check_path(path.rstrip("/") if isinstance(path, str) else path)
+                    )
+                )
             else:
                 raise BadRequest(f"Commit line {number}: unknown key {key!r}")
         if not changes:
@@ -539,15 +601,31 @@ class HubApp:
         objects = []
         for obj in body["objects"]:
             oid, size = (obj.get("oid"), obj.get("size")) if isinstance(obj, dict) else (None, None)
-            if not (isinstance(oid, str) and re.fullmatch(r"[0-9a-f]{64}", oid)) or not isinstance(size, int) \
-                    or size < 0:
-                objects.append({"oid": str(oid), "size": 0,
-                                "error": {"code": 422, "message": "oid must be sha256 hex, size an integer"}})
+            if (
+                not (isinstance(oid, str) and re.fullmatch(r"[0-9a-f]{64}", oid))
+                or not isinstance(size, int)
+                or size < 0
+            ):
+                objects.append(
+                    {
+                        "oid": str(oid),
+                        "size": 0,
+                        "error": {"code": 422, "message": "oid must be sha256 hex, size an integer"},
+                    }
+                )
                 continue
             if size > self.limits.max_upload_bytes:
-                objects.append({"oid": oid, "size": size, "error": {
-                    "code": 413, "message": f"Object of {size} bytes exceeds the limit of "
-                                            f"{self.limits.max_upload_bytes} bytes"}})
+                objects.append(
+                    {
+                        "oid": oid,
+                        "size": size,
+                        "error": {
+                            "code": 413,
+                            "message": f"Object of {size} bytes exceeds the limit of "
+                            f"{self.limits.max_upload_bytes} bytes",
+                        },
+                    }
+                )
                 continue
             entry: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
             stored = self.storage.blobs.exists(oid) and self.storage.blobs.size(oid) == size
@@ -562,17 +640,26 @@ class HubApp:
                 if not stored:
                     entry["error"] = {"code": 404, "message": "Object does not exist"}
                 else:
-                    entry["actions"] = {"download": {
-                        "href": f"{base}/{PREFIX[repo.type]}{repo.repo_id}/resolve/main/.lfs/{oid}", "header": {}}}
+                    entry["actions"] = {
+                        "download": {
+                            "href": f"{base}/{PREFIX[repo.type]}{repo.repo_id}/resolve/main/.lfs/{oid}",
+                            "header": {},
+                        }
+                    }
             objects.append(entry)
-        return JSONResponse({"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
-                            media_type="application/vnd.git-lfs+json")
+        return JSONResponse(
+            {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
+            media_type="application/vnd.git-lfs+json",
+        )
 
     async def lfs_put(self, request: Request, caller: Caller, query: dict, oid: str) -> Response:
         """The self-authorizing upload href from the batch answer: the client sends no token here."""
         size_s, sig, user = (query.get(k, [""])[0] for k in ("size", "sig", "user"))
-        if not (re.fullmatch(r"[0-9a-f]{64}", oid) and size_s.isdigit()
-                and self.signer.verify(sig, "lfs", oid, size_s, user)):
+        if not (
+            re.fullmatch(r"[0-9a-f]{64}", oid)
+            and size_s.isdigit()
+            and self.signer.verify(sig, "lfs", oid, size_s, user)
+        ):
             raise Forbidden("Invalid or expired upload URL")
         size = int(size_s)
         declared = request.headers.get("content-length")
@@ -603,14 +690,18 @@ class HubApp:
         caller.require_write(repo)
         body = await read_json(request, self.limits.max_json_bytes)
         oid, size = (body.get("oid"), body.get("size")) if isinstance(body, dict) else (None, None)
-        if not (isinstance(oid, str) and self.storage.blobs.exists(oid)) or self.storage.blobs.size(oid) != size:
+        if (
+            not (isinstance(oid, str) and self.storage.blobs.exists(oid))
+            or self.storage.blobs.size(oid) != size
+        ):
             raise BadRequest(f"Object {oid} of size {size} was not uploaded")
         return JSONResponse({"success": True})
 
     # -- downloads -----------------------------------------------------------------------------------
 
-    async def resolve(self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str,
-                      path: str) -> Response:
+    async def resolve(
+        self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str, path: str
+    ) -> Response:
         oid = self.storage.resolve(repo, revision)
         commit = self.storage.commit(repo, oid)
         entry = commit.tree.get(path)
@@ -629,8 +720,12 @@ class HubApp:
         }
         if entry["lfs"]:
             headers["X-Linked-Etag"] = f'"{etag}"'
-        return FileResponse(self.storage.blobs.path(entry["sha256"]), headers=headers,
-                            media_type="application/octet-stream", content_disposition_type="inline")
+        return FileResponse(
+            self.storage.blobs.path(entry["sha256"]),
+            headers=headers,
+            media_type="application/octet-stream",
+            content_disposition_type="inline",
+        )
 
 
 class _Binder:
@@ -648,8 +743,16 @@ class _Binder:
 
         return call
 
-    def with_repo(self, methods: tuple[str, ...], handler: Callable, repo_type: str, ns: str, name: str,
-                  *args: Any, **kwargs: Any):
+    def with_repo(
+        self,
+        methods: tuple[str, ...],
+        handler: Callable,
+        repo_type: str,
+        ns: str,
+        name: str,
+        *args: Any,
+        **kwargs: Any,
+    ):
         if self.method not in methods and not (self.method == "HEAD" and "GET" in methods):
             return None
         hub = self.hub
@@ -669,8 +772,11 @@ class _Binder:
         if seg == ["validate-yaml"]:
             return self.at(("POST",), h.validate_yaml)
         if seg[:1] == ["repos"] and len(seg) == 2:
-            action = {"create": ("POST", h.create_repo), "delete": ("DELETE", h.delete_repo),
-                      "move": ("POST", h.move_repo)}.get(seg[1])
+            action = {
+                "create": ("POST", h.create_repo),
+                "delete": ("DELETE", h.delete_repo),
+                "move": ("POST", h.move_repo),
+            }.get(seg[1])
             return self.at((action[0],), action[1]) if action else None
         if not seg or seg[0] not in PLURAL:
             return None
@@ -735,8 +841,14 @@ def _int(value: str | None, default: int, what: str) -> int:
 
 
 def _check_ref_name(name: str) -> None:
-    if not name or len(name) > 255 or name.startswith(("/", "-", "refs/")) or ".." in name \
-            or any(c in name for c in " ~^:?*[\\\0") or name.endswith((".", "/", ".lock")):
+    if (
+        not name
+        or len(name) > 255
+        or name.startswith(("/", "-", "refs/"))
+        or ".." in name
+        or any(c in name for c in " ~^:?*[\\\0")
+        or name.endswith((".", "/", ".lock"))
+    ):
         raise BadRequest(f"Invalid reference name {name!r}")
 
 
@@ -766,12 +878,14 @@ def create_app(data_dir: Path, limits: Limits | None = None, users: dict[str, st
     for name, token in (users or {}).items():
         storage.set_user(name, token)
     hub = HubApp(storage, Signer(_load_secret(Path(data_dir))), limits or Limits())
-    app = FastAPI(title="hubkit embedded Hub", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(
+        title="hubkit embedded Hub", version=__version__, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.hub = hub
 
-    @app.api_route("/{path:path}", methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"],
-                   include_in_schema=False)
+    @app.api_route(
+        "/{path:path}", methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False
+    )
     async def everything(request: Request) -> Response:
         return await hub.dispatch(request)
 

@@ -1,0 +1,15 @@
+"""Client side: endpoint choice and publish / pull of artifacts, all through huggingface_hub."""
+
+from hubkit.hub.endpoint import Endpoint, HubError, ensure_embedded_hub, resolve_endpoint, resolve_token
+from hubkit.hub.transfer import PublishResult, publish, pull
+
+__all__ = [
+    "Endpoint",
+    "HubError",
+    "PublishResult",
+    "ensure_embedded_hub",
+    "publish",
+    "pull",
+    "resolve_endpoint",
+    "resolve_token",
+]

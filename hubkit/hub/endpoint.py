@@ -1,0 +1,81 @@
+"""Which Hub to talk to: ``--endpoint``, else ``$HF_ENDPOINT``, else the embedded Hub (started on demand)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from hubkit.server import DEFAULT_PORT, default_data_dir, default_user_token
+
+
+class HubError(RuntimeError):
+    """A Hub operation failed; the message says what to do about it."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    token: str | None  # the embedded Hub's default token, when hubkit started or found it
+    embedded: bool
+
+
+def is_hubkit_server(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/api/version", timeout=timeout) as resp:
+            return json.load(resp).get("server") == "hubkit"
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
+
+
+def ensure_embedded_hub(
+    port: int = DEFAULT_PORT, data_dir: Path | None = None, timeout: float = 60.0
+) -> Endpoint:
+    """The embedded Hub on 127.0.0.1:``port``, started in the background if nothing answers there."""
+    data_dir = Path(data_dir or default_data_dir())
+    url = f"http://127.0.0.1:{port}"
+    if not is_hubkit_server(url):
+        data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(data_dir.parent / "server.log", "ab")  # noqa: SIM115 - handed to the child process
+        subprocess.Popen(
+            [sys.executable, "-m", "hubkit", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while not is_hubkit_server(url):
+            if time.monotonic() > deadline:
+                raise HubError(
+                    f"The embedded Hub did not start on port {port}; see {data_dir.parent / 'server.log'}"
+                )
+            time.sleep(0.2)
+    token = None
+    if (data_dir / "token").exists():
+        token = default_user_token(data_dir)[1]
+    return Endpoint(url, token, embedded=True)
+
+
+def resolve_endpoint(endpoint: str | None = None) -> Endpoint:
+    """The endpoint by precedence: argument, ``HF_ENDPOINT``, embedded Hub."""
+    if endpoint:
+        return Endpoint(endpoint.rstrip("/"), None, embedded=False)
+    if os.environ.get("HF_ENDPOINT"):
+        return Endpoint(os.environ["HF_ENDPOINT"].rstrip("/"), None, embedded=False)
+    return ensure_embedded_hub()
+
+
+def resolve_token(token: str | None, endpoint: Endpoint) -> str | None:
+    """The token by precedence: argument, ``HF_TOKEN`` / stored login, the embedded Hub's default token."""
+    if token:
+        return token
+    from huggingface_hub import get_token
+
+    return get_token() or endpoint.token

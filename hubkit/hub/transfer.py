@@ -1,0 +1,118 @@
+"""Publish and pull artifacts, through huggingface_hub only, with errors that say what went wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    LocalTokenNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from hubkit.hub.endpoint import Endpoint, HubError, resolve_endpoint, resolve_token
+
+REPO_TYPES = ("model", "dataset", "space")
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    repo_id: str
+    commit: str
+    url: str
+
+
+def _explain(err: Exception, repo_id: str, endpoint: Endpoint, action: str) -> HubError:
+    """Translate a huggingface_hub error into one sentence a user can act on."""
+    if isinstance(err, LocalTokenNotFoundError):
+        return HubError(f"No token to {action} {repo_id} on {endpoint.url}: pass --token or set HF_TOKEN.")
+    if isinstance(err, RevisionNotFoundError):
+        return HubError(f"{repo_id} on {endpoint.url} has no such revision ({action}).")
+    if isinstance(err, RepositoryNotFoundError):
+        return HubError(
+            f"No such repo {repo_id} on {endpoint.url} (or it is private and your token cannot see it)."
+        )
+    if isinstance(err, HfHubHTTPError) and err.response is not None:
+        status = err.response.status_code
+        server_says = err.response.headers.get("X-Error-Message") or str(err).splitlines()[0]
+        if status == 401:
+            return HubError(f"The token was rejected by {endpoint.url} ({action} {repo_id}): {server_says}")
+        if status == 403:
+            return HubError(f"Not allowed to {action} {repo_id} on {endpoint.url}: {server_says}")
+        return HubError(f"Could not {action} {repo_id} on {endpoint.url} (HTTP {status}): {server_says}")
+    return HubError(f"Could not {action} {repo_id} on {endpoint.url}: {err}")
+
+
+def _check_args(repo_id: str, repo_type: str) -> None:
+    if repo_type not in REPO_TYPES:
+        raise HubError(f"repo type must be one of {', '.join(REPO_TYPES)}, not {repo_type!r}")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise HubError(f"repo id must be namespace/name, not {repo_id!r}")
+
+
+def publish(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    repo_type: str = "model",
+    private: bool = False,
+    message: str | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+    check_card: bool = True,
+) -> PublishResult:
+    """Upload ``folder`` to ``repo_id`` (created if missing) after checking its card offline."""
+    folder = Path(folder)
+    _check_args(repo_id, repo_type)
+    if not folder.is_dir():
+        raise HubError(f"{folder} is not a folder")
+    if check_card:
+        from hubkit.cards import check_folder
+
+        problems = check_folder(folder, repo_type=repo_type)
+        if problems:
+            listed = "\n".join(f"  - {p}" for p in problems)
+            raise HubError(f"{folder}/README.md is not a valid hubkit card; fix these first:\n{listed}")
+    hub = resolve_endpoint(endpoint)
+    api = HfApi(endpoint=hub.url, token=resolve_token(token, hub))
+    try:
+        space_sdk = "gradio" if repo_type == "space" else None
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
+        info = api.upload_folder(
+            folder_path=folder,
+            repo_id=repo_id,
+            repo_type=repo_type,
+            commit_message=message or f"Publish {folder.name} with hubkit",
+        )
+    except (HfHubHTTPError, LocalTokenNotFoundError) as err:
+        raise _explain(err, repo_id, hub, "publish") from err
+    return PublishResult(repo_id=repo_id, commit=info.oid, url=info.commit_url)
+
+
+def pull(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    repo_type: str = "model",
+    local_dir: str | Path | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> Path:
+    """Download a repo snapshot (Hugging Face cache layout) and return its local folder."""
+    _check_args(repo_id, repo_type)
+    hub = resolve_endpoint(endpoint)
+    try:
+        path = snapshot_download(
+            repo_id,
+            repo_type=repo_type,
+            revision=revision,
+            local_dir=local_dir,
+            endpoint=hub.url,
+            token=resolve_token(token, hub),
+        )
+    except HfHubHTTPError as err:
+        raise _explain(err, repo_id, hub, "pull") from err
+    return Path(path)

@@ -1,0 +1,132 @@
+"""Shared fixtures: an isolated Hugging Face home per test process and real ``hubkit serve`` subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Must happen before huggingface_hub is imported anywhere: its cache paths are read at import time.
+_HF_HOME = tempfile.mkdtemp(prefix="hubkit-test-hfhome-")
+os.environ["HF_HOME"] = _HF_HOME
+os.environ["HUBKIT_HOME"] = tempfile.mkdtemp(prefix="hubkit-test-home-")
+os.environ.pop("HF_ENDPOINT", None)
+os.environ.pop("HF_TOKEN", None)
+os.environ.pop("HF_HUB_OFFLINE", None)
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["DISABLE_SAFETENSORS_CONVERSION"] = "1"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+
+USERS = {"alice": "alice-secret-token", "bob": "bob-secret-token"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class HubServer:
+    """A ``hubkit serve`` subprocess on a free port over ``data_dir``; can be stopped, killed, restarted."""
+
+    def __init__(self, data_dir: Path, users: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()):
+        self.data_dir = Path(data_dir)
+        self.users = dict(USERS if users is None else users)
+        self.extra_args = extra_args
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.log = self.data_dir.parent / f"server-{self.port}.log"
+
+    def start(self) -> HubServer:
+        cmd = [
+            sys.executable,
+            "-m",
+            "hubkit",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        for name, token in self.users.items():
+            cmd += ["--user", f"{name}:{token}"]
+        cmd += list(self.extra_args)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/version", timeout=1):
+                    return self
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"hubkit serve did not start:\n{self.log.read_text()}") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill9(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> HubServer:
+        self.stop()
+        return self.start()
+
+    def api(self, user: str | None):
+        from huggingface_hub import HfApi
+
+        return HfApi(endpoint=self.url, token=self.users[user] if user else False)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
+    """One server per test module (alice and bob as users)."""
+    server = HubServer(tmp_path_factory.mktemp("hub") / "data").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_hub(tmp_path: Path) -> Iterator[HubServer]:
+    """A server of its own for tests that restart or kill it."""
+    server = HubServer(tmp_path / "data").start()
+    yield server
+    server.kill9()
+
+
+@pytest.fixture(params=["xet", "lfs"])
+def transfer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Upload protocol: the client's default (Xet) or classic LFS, as with ``HF_HUB_DISABLE_XET=1``."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", request.param == "lfs")
+    return request.param
+
+
+_counter = iter(range(1_000_000))
+
+
+@pytest.fixture
+def repo_name(request: pytest.FixtureRequest) -> str:
+    """A repo name unique within the module's server."""
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:60].strip("-")
+    return f"{base}-{next(_counter)}"
