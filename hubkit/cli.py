@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,11 +18,13 @@ app = typer.Typer(
 )
 
 EndpointOption = Annotated[
-    Optional[str],
-    typer.Option("--endpoint", help="Hub URL. Default: $HF_ENDPOINT, else the embedded Hub (started on demand)."),
+    str | None,
+    typer.Option(
+        "--endpoint", help="Hub URL. Default: $HF_ENDPOINT, else the embedded Hub (started on demand)."
+    ),
 ]
 TokenOption = Annotated[
-    Optional[str], typer.Option("--token", help="Hub token. Default: $HF_TOKEN, else the stored token.")
+    str | None, typer.Option("--token", help="Hub token. Default: $HF_TOKEN, else the stored token.")
 ]
 
 
@@ -46,11 +48,13 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8077,
     data_dir: Annotated[
-        Optional[Path], typer.Option("--data-dir", help="Storage folder. Default: $HUBKIT_HOME/hub.")
+        Path | None, typer.Option("--data-dir", help="Storage folder. Default: $HUBKIT_HOME/hub.")
     ] = None,
     user: Annotated[
-        Optional[list[str]],
-        typer.Option("--user", help="NAME:TOKEN of a user (repeatable). Default: user 'hubkit', random token."),
+        list[str] | None,
+        typer.Option(
+            "--user", help="NAME:TOKEN of a user (repeatable). Default: user 'hubkit', random token."
+        ),
     ] = None,
     max_upload_mb: Annotated[
         int, typer.Option("--max-upload-mb", help="Largest single upload accepted, in MiB.")
@@ -59,7 +63,9 @@ def serve(
     """Run the embedded Hub-compatible server (stock clients use it through HF_ENDPOINT)."""
     from hubkit.server import run_server
 
-    run_server(host=host, port=port, data_dir=data_dir, users=user or [], max_upload_bytes=max_upload_mb << 20)
+    run_server(
+        host=host, port=port, data_dir=data_dir, users=user or [], max_upload_bytes=max_upload_mb << 20
+    )
 
 
 @app.command()
@@ -68,16 +74,23 @@ def publish(
     repo_id: Annotated[str, typer.Argument(help="Target repo, namespace/name.")],
     repo_type: Annotated[str, typer.Option("--repo-type", help="model, dataset or space.")] = "model",
     private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
-    message: Annotated[Optional[str], typer.Option("--message", "-m", help="Commit message.")] = None,
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
     endpoint: EndpointOption = None,
     token: TokenOption = None,
 ) -> None:
     """Validate the card, then upload FOLDER as REPO_ID (created if missing)."""
-    from hubkit.hub import HubError, publish as do_publish
+    from hubkit.hub import HubError
+    from hubkit.hub import publish as do_publish
 
     try:
         result = do_publish(
-            folder, repo_id, repo_type=repo_type, private=private, message=message, endpoint=endpoint, token=token
+            folder,
+            repo_id,
+            repo_type=repo_type,
+            private=private,
+            message=message,
+            endpoint=endpoint,
+            token=token,
         )
     except HubError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
@@ -88,20 +101,26 @@ def publish(
 @app.command()
 def pull(
     repo_id: Annotated[str, typer.Argument(help="Repo to download, namespace/name.")],
-    revision: Annotated[Optional[str], typer.Option(help="Branch, tag or commit sha.")] = None,
+    revision: Annotated[str | None, typer.Option(help="Branch, tag or commit sha.")] = None,
     repo_type: Annotated[str, typer.Option("--repo-type", help="model, dataset or space.")] = "model",
     local_dir: Annotated[
-        Optional[Path], typer.Option("--local-dir", help="Copy files here instead of only into the cache.")
+        Path | None, typer.Option("--local-dir", help="Copy files here instead of only into the cache.")
     ] = None,
     endpoint: EndpointOption = None,
     token: TokenOption = None,
 ) -> None:
     """Download REPO_ID (into the Hugging Face cache) and print its local path."""
-    from hubkit.hub import HubError, pull as do_pull
+    from hubkit.hub import HubError
+    from hubkit.hub import pull as do_pull
 
     try:
         path = do_pull(
-            repo_id, revision=revision, repo_type=repo_type, local_dir=local_dir, endpoint=endpoint, token=token
+            repo_id,
+            revision=revision,
+            repo_type=repo_type,
+            local_dir=local_dir,
+            endpoint=endpoint,
+            token=token,
         )
     except HubError as err:
         typer.secho(f"error: {err}", fg="red", err=True)

@@ -47,8 +47,13 @@ def default_user_token(data_dir: Path) -> tuple[str, str, Path]:
     return DEFAULT_USER, token, path
 
 
-def run_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT, data_dir: Path | None = None,
-               users: list[str] | None = None, max_upload_bytes: int | None = None) -> None:
+def run_server(
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    data_dir: Path | None = None,
+    users: list[str] | None = None,
+    max_upload_bytes: int | None = None,
+) -> None:
     """Serve until interrupted; prints the URL and, for the default user, where its token is stored."""
     import uvicorn
 

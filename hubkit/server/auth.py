@@ -45,7 +45,9 @@ class Caller:
     def require_namespace(self, namespace: str) -> str:
         user = self.require_user()
         if user != namespace:
-            raise Forbidden(f"You don't have the rights to write to namespace {namespace!r} (you are {user!r})")
+            raise Forbidden(
+                f"You don't have the rights to write to namespace {namespace!r} (you are {user!r})"
+            )
         return user
 
 

@@ -111,7 +111,7 @@ def list_tree(commit: Commit, prefix: str, recursive: bool, expand: bool) -> lis
         if not path.startswith(start):
             continue
         found = True
-        rest = path[len(start):].split("/")
+        rest = path[len(start) :].split("/")
         for depth in range(1, len(rest)):
             if depth > 1 and not recursive:
                 break
@@ -133,8 +133,11 @@ def repo_info(storage: Storage, repo: Repo, commit: Commit, blobs: bool = False)
             sib["size"] = entry["size"]
             sib["blobId"] = tree_entry_oid(entry)
             if entry["lfs"]:
-                sib["lfs"] = {"sha256": entry["sha256"], "size": entry["size"],
-                              "pointerSize": len(lfs_pointer(entry["sha256"], entry["size"]))}
+                sib["lfs"] = {
+                    "sha256": entry["sha256"],
+                    "size": entry["size"],
+                    "pointerSize": len(lfs_pointer(entry["sha256"], entry["size"])),
+                }
         siblings.append(sib)
     info: dict[str, Any] = {
         "_id": f"{repo.type}-{repo.id}",

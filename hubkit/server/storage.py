@@ -294,12 +294,14 @@ class Storage:
 
     # -- repos ---------------------------------------------------------------------------------------------
 
-    def create_repo(self, repo_type: str, namespace: str, name: str, private: bool, author: str,
-                    sdk: str | None = None) -> Repo:
+    def create_repo(
+        self, repo_type: str, namespace: str, name: str, private: bool, author: str, sdk: str | None = None
+    ) -> Repo:
         with self._db() as db:
             try:
                 cur = db.execute(
-                    "INSERT INTO repos (type, namespace, name, private, sdk, created) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO repos (type, namespace, name, private, sdk, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     (repo_type, namespace, name, int(private), sdk, time.time()),
                 )
             except sqlite3.IntegrityError as err:
@@ -310,13 +312,16 @@ class Storage:
             sha256 = self.blobs.put_bytes(content)
             tree = {
                 ".gitattributes": {
-                    "sha256": sha256, "size": len(content), "lfs": False,
+                    "sha256": sha256,
+                    "size": len(content),
+                    "lfs": False,
                     "git_oid": git_blob_oid(content),
                 }
             }
             oid = self._insert_commit(db, repo_pk, None, "initial commit", "", author, tree)
-            db.execute("INSERT INTO refs (repo, kind, name, target) VALUES (?, 'branch', 'main', ?)",
-                       (repo_pk, oid))
+            db.execute(
+                "INSERT INTO refs (repo, kind, name, target) VALUES (?, 'branch', 'main', ?)", (repo_pk, oid)
+            )
         return self.get_repo(repo_type, namespace, name)
 
     def get_repo(self, repo_type: str, namespace: str, name: str) -> Repo:
@@ -340,14 +345,16 @@ class Storage:
     def move_repo(self, repo: Repo, namespace: str, name: str) -> None:
         with self._db() as db:
             try:
-                db.execute("UPDATE repos SET namespace = ?, name = ? WHERE id = ?", (namespace, name, repo.id))
+                db.execute(
+                    "UPDATE repos SET namespace = ?, name = ? WHERE id = ?", (namespace, name, repo.id)
+                )
             except sqlite3.IntegrityError as err:
                 raise Conflict(f"Repository {namespace}/{name} already exists") from err
 
     def list_repos(self, repo_type: str) -> list[Repo]:
         return [_repo(r) for r in self._read("SELECT * FROM repos WHERE type = ? ORDER BY id", (repo_type,))]
 
-    # -- refs and commits --------------------------------------------------------------------------------------
+    # -- refs and commits ---------------------------------------------------------------------------
 
     def refs(self, repo: Repo) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {"branch": {}, "tag": {}, "pr": {}}
@@ -360,8 +367,8 @@ class Storage:
         rev = revision or "main"
         refs = self.refs(repo)
         for prefix, kind in (("refs/heads/", "branch"), ("refs/tags/", "tag"), ("refs/pr/", "pr")):
-            if rev.startswith(prefix) and rev[len(prefix):] in refs[kind]:
-                return refs[kind][rev[len(prefix):]]
+            if rev.startswith(prefix) and rev[len(prefix) :] in refs[kind]:
+                return refs[kind][rev[len(prefix) :]]
         if rev in refs["branch"]:
             return refs["branch"][rev]
         if rev in refs["tag"]:
@@ -377,10 +384,10 @@ class Storage:
         rev = revision or "main"
         refs = self.refs(repo)
         if rev.startswith("refs/heads/"):
-            rev = rev[len("refs/heads/"):]
+            rev = rev[len("refs/heads/") :]
         if rev in refs["branch"]:
             return rev
-        if rev.startswith("refs/pr/") and rev[len("refs/pr/"):] in refs["pr"]:
+        if rev.startswith("refs/pr/") and rev[len("refs/pr/") :] in refs["pr"]:
             return rev
         return None
 
@@ -389,8 +396,9 @@ class Storage:
         if not rows:
             raise RevisionNotFound(f"Invalid rev id: {oid}")
         r = rows[0]
-        return Commit(r["oid"], r["parent"], r["title"], r["message"], r["author"], r["date"],
-                      json.loads(r["tree"]))
+        return Commit(
+            r["oid"], r["parent"], r["title"], r["message"], r["author"], r["date"], json.loads(r["tree"])
+        )
 
     def history(self, repo: Repo, oid: str) -> list[Commit]:
         out = []
@@ -411,14 +419,18 @@ class Storage:
             ).fetchone()
             if exists:
                 raise Conflict(f"{'Branch' if kind == 'branch' else 'Tag'} {name} already exists")
-            db.execute("INSERT INTO refs (repo, kind, name, target) VALUES (?, ?, ?, ?)",
-                       (repo.id, kind, name, target))
+            db.execute(
+                "INSERT INTO refs (repo, kind, name, target) VALUES (?, ?, ?, ?)",
+                (repo.id, kind, name, target),
+            )
 
     def delete_ref(self, repo: Repo, kind: str, name: str) -> None:
         if kind == "branch" and name == "main":
             raise BadRequest("Cannot delete the default branch main")
         with self._db() as db:
-            cur = db.execute("DELETE FROM refs WHERE repo = ? AND kind = ? AND name = ?", (repo.id, kind, name))
+            cur = db.execute(
+                "DELETE FROM refs WHERE repo = ? AND kind = ? AND name = ?", (repo.id, kind, name)
+            )
             if cur.rowcount == 0:
                 raise RevisionNotFound(f"Invalid rev id: {name}")
 
@@ -426,13 +438,24 @@ class Storage:
         prs = self.refs(repo)["pr"]
         return max((int(n) for n in prs), default=0) + 1
 
-    def apply_commit(self, repo: Repo, branch: str, changes: list[FileChange], title: str, message: str,
-                     author: str, parent: str | None = None) -> CommitResult:
+    def apply_commit(
+        self,
+        repo: Repo,
+        branch: str,
+        changes: list[FileChange],
+        title: str,
+        message: str,
+        author: str,
+        parent: str | None = None,
+    ) -> CommitResult:
         """Apply changes on top of ``branch`` in one transaction; ``parent`` guards against lost updates."""
         with self._db() as db:
-            kind, name = ("pr", branch[len("refs/pr/"):]) if branch.startswith("refs/pr/") else ("branch", branch)
-            row = db.execute("SELECT target FROM refs WHERE repo = ? AND kind = ? AND name = ?",
-                             (repo.id, kind, name)).fetchone()
+            kind, name = (
+                ("pr", branch[len("refs/pr/") :]) if branch.startswith("refs/pr/") else ("branch", branch)
+            )
+            row = db.execute(
+                "SELECT target FROM refs WHERE repo = ? AND kind = ? AND name = ?", (repo.id, kind, name)
+            ).fetchone()
             if row is None:
                 raise RevisionNotFound(f"Invalid rev id: {branch}")
             head = row["target"]
@@ -442,12 +465,16 @@ class Storage:
                     f"head {head} of {branch})"
                 )
             head_tree = json.loads(
-                db.execute("SELECT tree FROM commits WHERE repo = ? AND oid = ?", (repo.id, head)).fetchone()[0]
+                db.execute("SELECT tree FROM commits WHERE repo = ? AND oid = ?", (repo.id, head)).fetchone()[
+                    0
+                ]
             )
             tree = _apply_changes(head_tree, changes, self.blobs)
             oid = self._insert_commit(db, repo.id, head, title, message, author, tree)
-            db.execute("UPDATE refs SET target = ? WHERE repo = ? AND kind = ? AND name = ?",
-                       (oid, repo.id, kind, name))
+            db.execute(
+                "UPDATE refs SET target = ? WHERE repo = ? AND kind = ? AND name = ?",
+                (oid, repo.id, kind, name),
+            )
         return CommitResult(oid=oid, parent=head)
 
     def create_pr_ref(self, repo: Repo, base_oid: str) -> str:
@@ -455,12 +482,22 @@ class Storage:
         with self._db() as db:
             rows = db.execute("SELECT name FROM refs WHERE repo = ? AND kind = 'pr'", (repo.id,)).fetchall()
             number = str(max((int(r[0]) for r in rows), default=0) + 1)
-            db.execute("INSERT INTO refs (repo, kind, name, target) VALUES (?, 'pr', ?, ?)",
-                       (repo.id, number, base_oid))
+            db.execute(
+                "INSERT INTO refs (repo, kind, name, target) VALUES (?, 'pr', ?, ?)",
+                (repo.id, number, base_oid),
+            )
         return number
 
-    def _insert_commit(self, db: sqlite3.Connection, repo_pk: int, parent: str | None, title: str,
-                       message: str, author: str, tree: dict) -> str:
+    def _insert_commit(
+        self,
+        db: sqlite3.Connection,
+        repo_pk: int,
+        parent: str | None,
+        title: str,
+        message: str,
+        author: str,
+        tree: dict,
+    ) -> str:
         date = time.time()
         tree_json = json.dumps(tree, sort_keys=True, separators=(",", ":"))
         # Unique per commit (nonce) so that two identical commits still get distinct, stable ids.
@@ -526,15 +563,57 @@ def _git_oid_of_blob(blobs: BlobStore, sha256: str) -> str:
 
 
 def _repo(row: sqlite3.Row) -> Repo:
-    return Repo(row["id"], row["type"], row["namespace"], row["name"], bool(row["private"]), row["sdk"],
-                row["created"])
+    return Repo(
+        row["id"],
+        row["type"],
+        row["namespace"],
+        row["name"],
+        bool(row["private"]),
+        row["sdk"],
+        row["created"],
+    )
 
 
 # The Hub's default .gitattributes, which tells git (and readers of the repo) which files are LFS.
 LFS_SUFFIXES = (
-    ".7z", ".arrow", ".bin", ".bz2", ".ckpt", ".ftz", ".gz", ".h5", ".joblib", ".mlmodel", ".model",
-    ".msgpack", ".npy", ".npz", ".onnx", ".ot", ".parquet", ".pb", ".pickle", ".pkl", ".pt", ".pth",
-    ".rar", ".safetensors", ".tar", ".tflite", ".tgz", ".wasm", ".xz", ".zip", ".zst", ".gguf",
-    ".png", ".jpg", ".jpeg", ".webp", ".wav", ".mp3", ".mp4",
+    ".7z",
+    ".arrow",
+    ".bin",
+    ".bz2",
+    ".ckpt",
+    ".ftz",
+    ".gz",
+    ".h5",
+    ".joblib",
+    ".mlmodel",
+    ".model",
+    ".msgpack",
+    ".npy",
+    ".npz",
+    ".onnx",
+    ".ot",
+    ".parquet",
+    ".pb",
+    ".pickle",
+    ".pkl",
+    ".pt",
+    ".pth",
+    ".rar",
+    ".safetensors",
+    ".tar",
+    ".tflite",
+    ".tgz",
+    ".wasm",
+    ".xz",
+    ".zip",
+    ".zst",
+    ".gguf",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".webp",
+    ".wav",
+    ".mp3",
+    ".mp4",
 )
 _GITATTRIBUTES = "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n" for s in LFS_SUFFIXES)
