@@ -46,7 +46,9 @@ def _root(
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8077,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on. Default: $HUBKIT_PORT, else 8077.")
+    ] = None,
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Storage folder. Default: $HUBKIT_HOME/hub.")
     ] = None,
@@ -61,10 +63,14 @@ def serve(
     ] = 50 * 1024,
 ) -> None:
     """Run the embedded Hub-compatible server (stock clients use it through HF_ENDPOINT)."""
-    from hubkit.server import run_server
+    from hubkit.server import default_port, run_server
 
     run_server(
-        host=host, port=port, data_dir=data_dir, users=user or [], max_upload_bytes=max_upload_mb << 20
+        host=host,
+        port=port or default_port(),
+        data_dir=data_dir,
+        users=user or [],
+        max_upload_bytes=max_upload_mb << 20,
     )
 
 

@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from hubkit.server import DEFAULT_PORT, default_data_dir, default_user_token
+from hubkit.server import default_data_dir, default_port, default_user_token
 
 
 class HubError(RuntimeError):
@@ -35,9 +35,10 @@ def is_hubkit_server(url: str, timeout: float = 1.0) -> bool:
 
 
 def ensure_embedded_hub(
-    port: int = DEFAULT_PORT, data_dir: Path | None = None, timeout: float = 60.0
+    port: int | None = None, data_dir: Path | None = None, timeout: float = 60.0
 ) -> Endpoint:
-    """The embedded Hub on 127.0.0.1:``port``, started in the background if nothing answers there."""
+    """The embedded Hub on 127.0.0.1:``port`` ($HUBKIT_PORT, 8077), started in the background if needed."""
+    port = port or default_port()
     data_dir = Path(data_dir or default_data_dir())
     url = f"http://127.0.0.1:{port}"
     if not is_hubkit_server(url):

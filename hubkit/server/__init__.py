@@ -9,10 +9,16 @@ from pathlib import Path
 DEFAULT_PORT = 8077
 DEFAULT_USER = "hubkit"
 TOKEN_FILE = "token"
+PID_FILE = "server.pid"
 
 
 def hubkit_home() -> Path:
     return Path(os.environ.get("HUBKIT_HOME") or Path.home() / ".cache" / "hubkit")
+
+
+def default_port() -> int:
+    """``$HUBKIT_PORT`` or 8077: where the embedded Hub listens when nobody says otherwise."""
+    return int(os.environ.get("HUBKIT_PORT") or DEFAULT_PORT)
 
 
 def default_data_dir() -> Path:
@@ -68,4 +74,9 @@ def run_server(
     limits = Limits(max_upload_bytes=max_upload_bytes) if max_upload_bytes else Limits()
     app = create_app(data_dir, limits=limits, users=user_map)
     print(f"hubkit Hub serving http://{host}:{port} (data in {data_dir})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=30)
+    pid_file = data_dir / PID_FILE
+    pid_file.write_text(str(os.getpid()))
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=30)
+    finally:
+        pid_file.unlink(missing_ok=True)

@@ -73,9 +73,12 @@ def _store_xorb(storage: Storage, xorb_hash: str, body: bytes) -> bool:
     if target.exists():
         return False
     try:
-        xet.decode_xorb(body)  # refuse malformed xorbs now rather than at reconstruction time
+        chunks = xet.decode_xorb(body)  # refuse malformed xorbs now rather than at reconstruction time
     except xet.XetFormatError as err:
         raise BadRequest(f"Invalid xorb {xorb_hash}: {err}") from err
+    # The first body stored under a hash is kept forever, so it must really be the content of that hash.
+    if xet.xorb_hash(chunks) != xorb_hash:
+        raise BadRequest(f"Xorb content does not match its hash {xorb_hash}")
     with storage.blobs.temp_file() as (fh, tmp):
         fh.write(body)
         fh.flush()

@@ -1,0 +1,144 @@
+"""The ``hubkit`` command as a user runs it: serve, publish, pull, card check, and ``make demo``'s module."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import HubServer, free_port
+
+pytestmark = pytest.mark.integration
+
+VALID_CARD = """---
+license: apache-2.0
+library_name: diffusers
+pipeline_tag: text-to-image
+base_model: hubkit/tiny-sd-shapes
+base_model_relation: adapter
+tags:
+- hubkit
+- hubkit-method:spm
+- hubkit-kind:adapter
+- lora
+- base_model:adapter:hubkit/tiny-sd-shapes
+---
+# An adapter
+
+Load it with `pipe.load_lora_weights("alice/adapter")`.
+"""
+
+
+def hubkit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "hubkit", *args], capture_output=True, text=True, env=full_env, timeout=300
+    )
+
+
+@pytest.fixture
+def artifact(tmp_path: Path) -> Path:
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "pytorch_lora_weights.safetensors").write_bytes(os.urandom(1024))
+    (folder / "README.md").write_text(VALID_CARD)
+    return folder
+
+
+def test_version_and_help():
+    out = hubkit("--version")
+    assert out.returncode == 0 and out.stdout.strip().startswith("hubkit ")
+    help_text = hubkit("--help").stdout
+    for command in ("serve", "publish", "pull", "card"):
+        assert command in help_text
+
+
+def test_serve_creates_default_user_token(tmp_path: Path):
+    server = HubServer(tmp_path / "data", users={}).start()
+    try:
+        token_file = tmp_path / "data" / "token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        token = token_file.read_text().strip()
+        assert str(token_file) in server.log.read_text()
+        from huggingface_hub import HfApi
+
+        assert HfApi(endpoint=server.url, token=token).whoami()["name"] == "hubkit"
+        server.restart()  # the same token keeps working after a restart
+        assert token_file.read_text().strip() == token
+        assert HfApi(endpoint=server.url, token=token).whoami()["name"] == "hubkit"
+    finally:
+        server.stop()
+
+
+def test_publish_pull_and_card_check(hub, artifact: Path, tmp_path: Path):
+    token = hub.users["alice"]
+    out = hubkit("publish", str(artifact), "alice/adapter", "--endpoint", hub.url, "--token", token)
+    assert out.returncode == 0, out.stderr
+    assert "published alice/adapter" in out.stdout
+
+    out = hubkit("pull", "alice/adapter", "--endpoint", hub.url, "--token", token)
+    assert out.returncode == 0, out.stderr
+    local = Path(out.stdout.strip().splitlines()[-1])
+    assert (local / "pytorch_lora_weights.safetensors").read_bytes() == (
+        artifact / "pytorch_lora_weights.safetensors"
+    ).read_bytes()
+
+    out = hubkit("card", "check", "alice/adapter", "--endpoint", hub.url, "--token", token)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_publish_refuses_invalid_card_and_names_every_problem(hub, artifact: Path):
+    (artifact / "README.md").write_text("---\nlicense: apache-2.0\n---\n# no metadata\n")
+    out = hubkit(
+        "publish", str(artifact), "alice/broken", "--endpoint", hub.url, "--token", hub.users["alice"]
+    )
+    assert out.returncode == 1
+    for missing in ("library_name", "pipeline_tag", "hubkit"):
+        assert missing in out.stderr
+    assert not hub.api("alice").repo_exists("alice/broken")  # nothing was created
+
+
+def test_publish_errors_are_clear(hub, artifact: Path):
+    no_token = hubkit("publish", str(artifact), "alice/x", "--endpoint", hub.url, env={"HF_TOKEN": ""})
+    assert no_token.returncode == 1
+    assert "token" in no_token.stderr.lower()
+
+    bad = hubkit("publish", str(artifact), "alice/x", "--endpoint", hub.url, "--token", "wrong-token")
+    assert bad.returncode == 1 and "rejected" in bad.stderr
+
+    foreign = hubkit("publish", str(artifact), "alice/x", "--endpoint", hub.url, "--token", hub.users["bob"])
+    assert foreign.returncode == 1 and "Not allowed" in foreign.stderr
+
+    missing = hubkit("pull", "alice/does-not-exist", "--endpoint", hub.url, "--token", hub.users["alice"])
+    assert missing.returncode == 1 and "No such repo" in missing.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
+    env = {
+        "HUBKIT_HOME": str(tmp_path / "home"),
+        "HUBKIT_PORT": str(free_port()),
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_ENDPOINT": "",
+        "HF_TOKEN": "",
+    }
+    env = {k: v for k, v in {**os.environ, **env}.items() if v != ""}
+    out = subprocess.run(
+        [sys.executable, "-m", "hubkit.demo"], capture_output=True, text=True, env=env, timeout=600
+    )
+    pid_file = tmp_path / "home" / "hub" / "server.pid"
+    try:
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "weights identical" in out.stdout
+        assert "export HF_ENDPOINT=" in out.stdout
+        # A second run reuses the running Hub and changes nothing.
+        again = subprocess.run(
+            [sys.executable, "-m", "hubkit.demo"], capture_output=True, text=True, env=env, timeout=600
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+    finally:
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), 15)
