@@ -119,6 +119,13 @@ def _ingest_shard(storage: Storage, body: bytes, max_file_bytes: int) -> None:
             try:
                 sha256, _size = xet.reconstruct(file, load_xorb, fh)
             except xet.XetFormatError as err:
-                raise BadRequest(f"Shard file {file.file_hash}: {err}") from err
+                hint = ""
+                if "unknown xorb" in str(err):
+                    # hf_xet skips xorbs its local shard cache says this endpoint already has.
+                    hint = (
+                        " (this server never received that xorb: if its data dir was reset, clear the "
+                        "client's Xet cache, $HF_HOME/xet, and upload again)"
+                    )
+                raise BadRequest(f"Shard file {file.file_hash}: {err}{hint}") from err
             fh.flush()
             storage.blobs.adopt(tmp, sha256)
