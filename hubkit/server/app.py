@@ -12,6 +12,7 @@ import contextlib
 import fnmatch
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -43,6 +44,8 @@ from hubkit.server.storage import (
     StorageError,
     git_blob_oid,
 )
+
+logger = logging.getLogger("hubkit.server")
 
 PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
@@ -133,6 +136,9 @@ class HubApp:
             return await handler(request, caller, query)
         except StorageError as err:
             return error_response(err)
+        except Exception:  # a bug, not the client's fault: log it, answer JSON like every other error
+            logger.exception("Unhandled error on %s %s", request.method, raw_path)
+            return JSONResponse({"error": "Internal server error"}, status_code=500)
 
     def route(self, method: str, seg: list[str], raw_path: str) -> Callable[..., Awaitable[Response]] | None:
         """Find the handler; bound arguments are captured in a closure."""
@@ -591,12 +597,10 @@ class HubApp:
         if not isinstance(body, dict) or not isinstance(body.get("objects"), list):
             raise BadRequest("LFS batch body must have an objects list")
         operation = body.get("operation")
-        if operation == "upload":
-            user = caller.require_write(repo)
-        elif operation == "download":
-            user = caller.user or ""
-        else:
-            raise BadRequest("LFS operation must be upload or download")
+        if operation != "upload":
+            # Downloads go through /resolve; the Hub clients only use the batch API to upload.
+            raise BadRequest("Only the LFS upload operation is supported; download files with /resolve")
+        user = caller.require_write(repo)
         base = self.base_url(request)
         objects = []
         for obj in body["objects"]:
@@ -629,23 +633,13 @@ class HubApp:
                 continue
             entry: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
             stored = self.storage.blobs.exists(oid) and self.storage.blobs.size(oid) == size
-            if operation == "upload" and not stored:
+            if not stored:  # an object without actions is "already there": the client skips it
                 sig = self.signer.sign("lfs", oid, str(size), user)
+                href = f"{base}/lfs-upload/{oid}?size={size}&sig={sig}&user={quote(user)}"
                 entry["actions"] = {
-                    "upload": {"href": f"{base}/lfs-upload/{oid}?size={size}&sig={sig}", "header": {}},
+                    "upload": {"href": href, "header": {}},
                     "verify": {"href": f"{base}/api/{repo.type}s/{repo.repo_id}/lfs-verify", "header": {}},
                 }
-                entry["actions"]["upload"]["href"] += f"&user={quote(user)}"
-            elif operation == "download":
-                if not stored:
-                    entry["error"] = {"code": 404, "message": "Object does not exist"}
-                else:
-                    entry["actions"] = {
-                        "download": {
-                            "href": f"{base}/{PREFIX[repo.type]}{repo.repo_id}/resolve/main/.lfs/{oid}",
-                            "header": {},
-                        }
-                    }
             objects.append(entry)
         return JSONResponse(
             {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
