@@ -73,20 +73,26 @@ def test_serve_creates_default_user_token(tmp_path: Path):
         server.stop()
 
 
-def test_publish_pull_and_card_check(hub, artifact: Path, tmp_path: Path):
+@pytest.mark.parametrize("disable_xet", ["", "1"], ids=["xet", "HF_HUB_DISABLE_XET=1"])
+def test_publish_pull_and_card_check(hub, artifact: Path, disable_xet: str):
     token = hub.users["alice"]
-    out = hubkit("publish", str(artifact), "alice/adapter", "--endpoint", hub.url, "--token", token)
+    repo_id = f"alice/adapter-{'lfs' if disable_xet else 'xet'}"
+    xorbs_before = len(list((hub.data_dir / "xorbs").iterdir()))
+    env = {"HF_HUB_DISABLE_XET": disable_xet}
+    out = hubkit("publish", str(artifact), repo_id, "--endpoint", hub.url, "--token", token, env=env)
     assert out.returncode == 0, out.stderr
-    assert "published alice/adapter" in out.stdout
+    assert f"published {repo_id}" in out.stdout
+    # The weights went through the protocol the environment asked for.
+    assert (len(list((hub.data_dir / "xorbs").iterdir())) > xorbs_before) == (not disable_xet)
 
-    out = hubkit("pull", "alice/adapter", "--endpoint", hub.url, "--token", token)
+    out = hubkit("pull", repo_id, "--endpoint", hub.url, "--token", token, env=env)
     assert out.returncode == 0, out.stderr
     local = Path(out.stdout.strip().splitlines()[-1])
     assert (local / "pytorch_lora_weights.safetensors").read_bytes() == (
         artifact / "pytorch_lora_weights.safetensors"
     ).read_bytes()
 
-    out = hubkit("card", "check", "alice/adapter", "--endpoint", hub.url, "--token", token)
+    out = hubkit("card", "check", repo_id, "--endpoint", hub.url, "--token", token)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
