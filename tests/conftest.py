@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -128,5 +129,7 @@ _counter = iter(range(1_000_000))
 @pytest.fixture
 def repo_name(request: pytest.FixtureRequest) -> str:
     """A repo name unique within the module's server."""
-    base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:60].strip("-")
+    base = re.sub(r"-{2,}", "-", "".join(c if c.isalnum() else "-" for c in request.node.name))[:60].strip(
+        "-"
+    )
     return f"{base}-{next(_counter)}"

@@ -31,7 +31,7 @@ from hubkit import __version__
 from hubkit.server import xet_routes
 from hubkit.server.auth import Caller, Forbidden, Signer, Unauthorized, caller_from_header
 from hubkit.server.info import iso, list_tree, parse_front_matter, repo_info, tree_entry
-from hubkit.server.names import check_path, check_repo_name
+from hubkit.server.names import check_path, check_repo_name, is_text
 from hubkit.server.storage import (
     LFS_SUFFIXES,
     REPO_TYPES,
@@ -69,7 +69,7 @@ class Limits:
 
 
 def error_response(err: StorageError) -> JSONResponse:
-    message = str(err) or err.__class__.__name__
+    message = (str(err) or err.__class__.__name__).encode("utf-8", "backslashreplace").decode()
     headers = {"X-Error-Message": _header_safe(message)}
     if err.code:
         headers["X-Error-Code"] = err.code
@@ -77,7 +77,9 @@ def error_response(err: StorageError) -> JSONResponse:
 
 
 def _header_safe(text: str) -> str:
-    return text.encode("ascii", "replace").decode().replace("\r", " ").replace("\n", " ")[:1000]
+    """Printable ASCII without leading/trailing blanks: anything else makes h11 drop the whole response."""
+    text = text.encode("ascii", "replace").decode()[:1000]
+    return "".join(c if " " <= c < "\x7f" else " " for c in text).strip()
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -100,7 +102,7 @@ async def read_json(request: Request, limit: int) -> Any:
         return {}
     try:
         return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # bad JSON or UTF-8, too deep, or an over-long integer
         raise BadRequest(f"Request body is not valid JSON: {err}") from err
 
 
@@ -215,7 +217,7 @@ class HubApp:
             if "visibility" in body
             else bool(body.get("private"))
         )
-        sdk = body.get("sdk")
+        sdk = body.get("sdk") if repo_type == "space" else None  # only Spaces have one (checked below)
         if repo_type == "space" and sdk not in ("gradio", "streamlit", "docker", "static"):
             raise BadRequest("Space sdk must be one of gradio, streamlit, docker, static")
         try:
@@ -250,6 +252,8 @@ class HubApp:
         if not isinstance(body, dict):
             raise BadRequest("Body must be a JSON object")
         repo_type = body.get("type") or "model"
+        if repo_type not in REPO_TYPES:
+            raise BadRequest(f"Invalid repo type {repo_type!r}")
         src_ns, _, src_name = str(body.get("fromRepo", "")).partition("/")
         dst_ns, _, dst_name = str(body.get("toRepo", "")).partition("/")
         repo = self.repo(repo_type, src_ns, src_name, caller)
@@ -354,8 +358,10 @@ class HubApp:
         if "json" in ctype:
             try:
                 data = json.loads(body or b"{}")
-            except json.JSONDecodeError as err:
+            except (ValueError, RecursionError) as err:
                 raise BadRequest(f"Invalid JSON: {err}") from err
+            if not isinstance(data, dict):
+                raise BadRequest("Body must be a JSON object")
             paths, expand = data.get("paths", []), bool(data.get("expand"))
         else:
             form = parse_qs(body.decode("utf-8", "replace"))
@@ -418,6 +424,8 @@ class HubApp:
         body = await read_json(request, self.limits.max_json_bytes)
         _check_ref_name(branch)
         start = body.get("startingPoint") if isinstance(body, dict) else None
+        if start is not None and not isinstance(start, str):
+            raise BadRequest("startingPoint must be a revision name")
         target = self.storage.resolve(repo, start or "main")
         await run_in_threadpool(self.storage.create_ref, repo, "branch", branch, target)
         return JSONResponse({})
@@ -530,7 +538,7 @@ class HubApp:
                 continue
             try:
                 item = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            except (ValueError, RecursionError) as err:  # bad JSON or UTF-8, too deep, over-long integer
                 raise BadRequest(f"Commit line {number} is not valid JSON: {err}") from err
             if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
                 raise BadRequest(f'Commit line {number} must be {{"key": ..., "value": {{...}}}}')
@@ -538,8 +546,8 @@ class HubApp:
             if key == "header":
                 header = value
                 for field in ("summary", "description"):
-                    if field in value and not isinstance(value[field], str):
-                        raise BadRequest(f"Commit header {field} must be a string")
+                    if field in value and not is_text(value[field]):
+                        raise BadRequest(f"Commit header {field} must be a (valid Unicode) string")
                 parent = value.get("parentCommit")
                 if parent is not None and not (
                     isinstance(parent, str) and re.fullmatch(r"[0-9a-f]{40}", parent)
@@ -656,6 +664,10 @@ class HubApp:
         ):
             raise Forbidden("Invalid or expired upload URL")
         size = int(size_s)
+        if size > self.limits.max_upload_bytes:
+            raise PayloadTooLarge(
+                f"Object of {size} bytes exceeds the limit of {self.limits.max_upload_bytes} bytes"
+            )
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) != size:
             raise BadRequest(f"Content-Length {declared} does not match the announced size {size}")
@@ -714,12 +726,14 @@ class HubApp:
         }
         if entry["lfs"]:
             headers["X-Linked-Etag"] = f'"{etag}"'
-        return FileResponse(
+        response = FileResponse(
             self.storage.blobs.path(entry["sha256"]),
             headers=headers,
             media_type="application/octet-stream",
             content_disposition_type="inline",
         )
+        response.chunk_size = 1 << 20  # Starlette's 64 KiB reads cost a thread hop each: half the send speed
+        return response
 
 
 class _Binder:
@@ -841,6 +855,8 @@ def _check_ref_name(name: str) -> None:
         or name.startswith(("/", "-", "refs/"))
         or ".." in name
         or any(c in name for c in " ~^:?*[\\\0")
+        or any(ord(c) < 0x20 or c == "\x7f" for c in name)
+        or not is_text(name)
         or name.endswith((".", "/", ".lock"))
     ):
         raise BadRequest(f"Invalid reference name {name!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from hubkit.server.storage import BadRequest
+from hubkit.server.storage import BadRequest, is_text
 
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
 MAX_PATH_LEN = 1024
@@ -31,6 +31,8 @@ def check_path(path: object) -> str:
         problems.append(f"longer than {MAX_PATH_LEN} characters")
     if "\0" in path:
         problems.append("contains NUL")
+    if not is_text(path):
+        problems.append("is not valid Unicode")
     if "\\" in path:
         problems.append("contains a backslash")
     if path.startswith("/"):

@@ -223,6 +223,17 @@ def _is_sha256(value: str) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
+def is_text(value: object) -> bool:
+    """A valid Unicode str: JSON escapes can smuggle in lone surrogates, which UTF-8 and SQLite refuse."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -325,6 +336,8 @@ class Storage:
         return self.get_repo(repo_type, namespace, name)
 
     def get_repo(self, repo_type: str, namespace: str, name: str) -> Repo:
+        if not all(is_text(v) for v in (repo_type, namespace, name)):  # e.g. JSON bodies: lists, surrogates
+            raise RepoNotFound(f"Repository Not Found for {repo_type!r}: {namespace!r}/{name!r}")
         rows = self._read(
             "SELECT * FROM repos WHERE type = ? AND namespace = ? AND name = ?", (repo_type, namespace, name)
         )
@@ -524,7 +537,8 @@ def _apply_changes(tree: dict[str, dict], changes: list[FileChange], blobs: Blob
                 "sha256": change.sha256,
                 "size": blobs.size(change.sha256),
                 "lfs": change.lfs,
-                "git_oid": change.git_oid or _git_oid_of_blob(blobs, change.sha256),
+                # An LFS entry's git oid is that of its pointer (tree_entry_oid): no sha1 pass over the blob.
+                "git_oid": change.git_oid or (None if change.lfs else _git_oid_of_blob(blobs, change.sha256)),
             }
         elif change.op == "delete":
             if change.path not in new:
