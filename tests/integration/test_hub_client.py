@@ -314,3 +314,25 @@ def test_offline_cache_behaviour(hub, repo_name, tmp_path):
 
     with pytest.raises(LocalEntryNotFoundError):
         hf_hub_download(repo_id, "never-downloaded.txt", local_files_only=True, **kw)
+
+
+def test_create_pr_commits_to_a_pr_ref(hub, repo_name, tmp_path):
+    api = hub.api("alice")
+    repo_id = api.create_repo(repo_name).repo_id
+    commit = api.upload_file(
+        path_or_fileobj=b"proposal", path_in_repo="p.txt", repo_id=repo_id, create_pr=True
+    )
+    assert commit.pr_revision == "refs/pr/1" and commit.pr_num == 1
+    assert "p.txt" not in api.list_repo_files(repo_id)  # main is untouched
+    assert "p.txt" in api.list_repo_files(repo_id, revision="refs/pr/1")
+    refs = api.list_repo_refs(repo_id, include_pull_requests=True)
+    assert [(p.ref, p.target_commit) for p in refs.pull_requests] == [("refs/pr/1", commit.oid)]
+    path = hf_hub_download(
+        repo_id,
+        "p.txt",
+        revision="refs/pr/1",
+        endpoint=hub.url,
+        token=hub.users["alice"],
+        cache_dir=tmp_path / "c",
+    )
+    assert Path(path).read_bytes() == b"proposal"
