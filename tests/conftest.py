@@ -20,6 +20,7 @@ import pytest
 _HF_HOME = tempfile.mkdtemp(prefix="hubkit-test-hfhome-")
 os.environ["HF_HOME"] = _HF_HOME
 os.environ["HUBKIT_HOME"] = tempfile.mkdtemp(prefix="hubkit-test-home-")
+os.environ["HUBKIT_PORT"] = "0"  # replaced per process below: never the user's own embedded Hub
 os.environ.pop("HF_ENDPOINT", None)
 os.environ.pop("HF_TOKEN", None)
 os.environ.pop("HF_HUB_OFFLINE", None)
@@ -34,6 +35,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+os.environ["HUBKIT_PORT"] = str(free_port())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_embedded_hub() -> Iterator[None]:
+    """Code under test may start the embedded Hub on demand; it must not outlive the test session."""
+    yield
+    pid_file = Path(os.environ["HUBKIT_HOME"]) / "hub" / "server.pid"
+    if pid_file.exists():
+        os.kill(int(pid_file.read_text()), signal.SIGTERM)
 
 
 class HubServer:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from hubkit.cards.schema import ArtifactKind, CardError
-from hubkit.cards.validate import inspect_card_source
+from hubkit.cards.validate import inspect_card_source, looks_like_path
 
 card_app = typer.Typer(
     name="card",
@@ -63,7 +63,7 @@ def check(
     ] = None,
 ) -> None:
     """Validate a card offline and print every problem, one per line (exit 1 if any)."""
-    if not Path(path_or_repo).exists():
+    if not Path(path_or_repo).exists() and not looks_like_path(path_or_repo):
         # A repo id: fetch its README from the same Hub `hubkit publish` / `pull` would use.
         from hubkit.hub import resolve_endpoint, resolve_token
 

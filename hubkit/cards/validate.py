@@ -639,7 +639,7 @@ def check_folder(
     return inspect_folder(folder, repo_type, kind=kind).problems
 
 
-def _looks_like_path(value: str) -> bool:
+def looks_like_path(value: str) -> bool:
     """A repo id has at most one '/', never starts with '.', '/' or '~' and is not a .md file name."""
     return value.startswith((".", "/", "~")) or value.endswith(".md") or "\\" in value or value.count("/") > 1
 
@@ -674,7 +674,7 @@ def inspect_card_source(
             return CardReport(ArtifactKind.parse(kind) if kind is not None else None, [problem], str(path))
         resolved, _meta, problems = _inspect(text, kind, repo_type)
         return CardReport(resolved, problems, str(path))
-    if _looks_like_path(raw):
+    if looks_like_path(raw):
         raise CardError([CardProblem(README, f"{raw}: no such file or folder")], source=raw)
     try:
         validate_repo_id(raw)

@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from hubkit.server import default_data_dir, default_port, default_user_token
+from hubkit.server import PID_FILE, default_data_dir, default_port, default_user_token
 
 
 class HubError(RuntimeError):
@@ -58,10 +58,23 @@ def ensure_embedded_hub(
                     f"The embedded Hub did not start on port {port}; see {data_dir.parent / 'server.log'}"
                 )
             time.sleep(0.2)
-    token = None
-    if (data_dir / "token").exists():
-        token = default_user_token(data_dir)[1]
+    if not _serves(data_dir):
+        raise HubError(
+            f"Another hubkit Hub already listens on port {port} but does not serve {data_dir}; stop it, or "
+            "choose another port with HUBKIT_PORT (or the data dir with HUBKIT_HOME)."
+        )
+    token = default_user_token(data_dir)[1] if (data_dir / "token").exists() else None
     return Endpoint(url, token, embedded=True)
+
+
+def _serves(data_dir: Path) -> bool:
+    """Whether a live ``hubkit serve`` process owns ``data_dir`` (it writes its pid there while it runs)."""
+    try:
+        pid = int((data_dir / PID_FILE).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def resolve_endpoint(endpoint: str | None = None) -> Endpoint:

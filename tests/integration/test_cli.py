@@ -148,3 +148,12 @@ def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
     finally:
         if pid_file.exists():
             os.kill(int(pid_file.read_text()), 15)
+
+
+def test_embedded_hub_refuses_a_server_of_another_data_dir(hub, tmp_path: Path):
+    from hubkit.hub import HubError, ensure_embedded_hub
+
+    with pytest.raises(HubError, match="does not serve"):
+        ensure_embedded_hub(port=hub.port, data_dir=tmp_path / "elsewhere")
+    found = ensure_embedded_hub(port=hub.port, data_dir=hub.data_dir)
+    assert found.url == hub.url and found.embedded
