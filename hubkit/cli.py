@@ -134,13 +134,15 @@ def pull(
     typer.echo(str(path))
 
 
-def _add_card_commands() -> None:
+def _add_command_groups() -> None:
     from hubkit.cards.cli import card_app
+    from hubkit.world.cli import world_app
 
     app.add_typer(card_app, name="card", help="Model-card tools.")
+    app.add_typer(world_app, name="world", help="The reference world: train it, publish it.")
 
 
-_add_card_commands()
+_add_command_groups()
 
 
 def main() -> None:

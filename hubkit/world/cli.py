@@ -1,0 +1,70 @@
+"""``hubkit world ...``: reproduce the reference world's weights and publish it to a Hub."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+world_app = typer.Typer(
+    name="world",
+    help="The reference world.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@world_app.callback()
+def _world_root() -> None:
+    """The reference world: shapes dataset, judge, tiny-sd-shapes base model."""
+
+
+@world_app.command()
+def publish(
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="Hub URL. Default: $HF_ENDPOINT, else the embedded Hub.")
+    ] = None,
+    namespace: Annotated[str, typer.Option("--namespace", help="Namespace of the three repos.")] = "hubkit",
+    token: Annotated[
+        str | None, typer.Option("--token", help="Hub token. Default: $HF_TOKEN, else stored.")
+    ] = None,
+) -> None:
+    """Publish hubkit/shapes, hubkit/shapes-judge and hubkit/tiny-sd-shapes with their cards (idempotent)."""
+    from hubkit.hub import HubError
+    from hubkit.world.publish import publish_world
+
+    try:
+        for repo in publish_world(endpoint=endpoint, token=token, namespace=namespace):
+            typer.echo(f"{repo.repo_type:8} {repo.repo_id} @ {repo.commit}")
+    except HubError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(1) from err
+
+
+@world_app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Where to write judge/, vae/ and unet/.")] = Path(
+        "world-weights"
+    ),
+    judge_steps: Annotated[
+        int | None, typer.Option(help="Judge training steps (default: the shipped recipe).")
+    ] = None,
+    vae_steps: Annotated[
+        int | None, typer.Option(help="VAE training steps (default: the shipped recipe).")
+    ] = None,
+    unet_steps: Annotated[
+        int | None, typer.Option(help="UNet training steps (default: the shipped recipe).")
+    ] = None,
+) -> None:
+    """Retrain the judge and the base model's VAE and UNet from scratch (the shipped weights' recipe)."""
+    from hubkit.world.judge import evaluate_judge, train_judge
+    from hubkit.world.train import train_all
+
+    judge = train_judge(**({"steps": judge_steps} if judge_steps else {}))
+    judge.save_pretrained(out / "shapes-judge")
+    typer.echo(f"judge accuracy: {evaluate_judge(judge)}")
+    kwargs = {k: v for k, v in {"vae_steps": vae_steps, "unet_steps": unet_steps}.items() if v}
+    train_all(out / "tiny-sd-shapes", **kwargs)
+    typer.echo(f"weights written to {out}")
