@@ -45,9 +45,9 @@ def publish(
 
 @world_app.command()
 def train(
-    out: Annotated[Path, typer.Option("--out", help="Where to write judge/, vae/ and unet/.")] = Path(
-        "world-weights"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="Where to write shapes-judge/ and tiny-sd-shapes/{vae,unet}/.")
+    ] = Path("world-weights"),
     judge_steps: Annotated[
         int | None, typer.Option(help="Judge training steps (default: the shipped recipe).")
     ] = None,
@@ -58,7 +58,7 @@ def train(
         int | None, typer.Option(help="UNet training steps (default: the shipped recipe).")
     ] = None,
 ) -> None:
-    """Retrain the judge and the base model's VAE and UNet from scratch (the shipped weights' recipe)."""
+    """Retrain the judge (~4 min) and the base model's VAE and UNet (~40 min on 2 free cores) from scratch."""
     from hubkit.world.judge import evaluate_judge, train_judge
     from hubkit.world.train import train_all
 
