@@ -136,10 +136,12 @@ def pull(
 
 def _add_command_groups() -> None:
     from hubkit.cards.cli import card_app
+    from hubkit.metrics.cli import metrics_app
     from hubkit.world.cli import world_app
 
     app.add_typer(card_app, name="card", help="Model-card tools.")
     app.add_typer(world_app, name="world", help="The reference world: train it, publish it.")
+    app.add_typer(metrics_app, name="metrics", help="Evaluation metrics: publish them as Spaces.")
 
 
 _add_command_groups()

@@ -16,6 +16,8 @@ from huggingface_hub.errors import (
 from hubkit.hub.endpoint import Endpoint, HubError, resolve_endpoint, resolve_token
 
 REPO_TYPES = ("model", "dataset", "space")
+# Never part of an artifact: Python's bytecode caches (e.g. next to a metric script that was imported).
+BUILD_LEFTOVERS = ["*.pyc", "__pycache__/*", "*/__pycache__/*"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ def publish(
             repo_id=repo_id,
             repo_type=repo_type,
             commit_message=message or f"Publish {folder.name} with hubkit",
+            ignore_patterns=BUILD_LEFTOVERS,
         )
     except (HfHubHTTPError, LocalTokenNotFoundError) as err:
         raise _explain(err, repo_id, hub, "publish") from err
