@@ -11,7 +11,6 @@ import binascii
 import contextlib
 import fnmatch
 import hashlib
-import json
 import logging
 import os
 import re
@@ -30,7 +29,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from hubkit import __version__
 from hubkit.server import xet_routes
 from hubkit.server.auth import Caller, Forbidden, Signer, Unauthorized, caller_from_header
-from hubkit.server.info import iso, list_tree, parse_front_matter, repo_info, tree_entry
+from hubkit.server.bodies import PayloadTooLarge, parse_json, read_body, read_json
+from hubkit.server.info import dir_entry, iso, list_tree, parse_front_matter, repo_info, tree_entry
 from hubkit.server.names import check_path, check_repo_name, is_text
 from hubkit.server.storage import (
     LFS_SUFFIXES,
@@ -51,10 +51,6 @@ PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
 LFS_THRESHOLD = 10 * 1024 * 1024
 PAGE_SIZE = 1000
-
-
-class PayloadTooLarge(StorageError):
-    status = 413
 
 
 @dataclass(frozen=True)
@@ -80,30 +76,6 @@ def _header_safe(text: str) -> str:
     """Printable ASCII without leading/trailing blanks: anything else makes h11 drop the whole response."""
     text = text.encode("ascii", "replace").decode()[:1000]
     return "".join(c if " " <= c < "\x7f" else " " for c in text).strip()
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it exceeds ``limit`` (before reading it all)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def read_json(request: Request, limit: int) -> Any:
-    body = await read_body(request, limit)
-    if not body:
-        return {}
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as err:  # bad JSON or UTF-8, too deep, or an over-long integer
-        raise BadRequest(f"Request body is not valid JSON: {err}") from err
 
 
 def _flag(value: str | None) -> bool:
@@ -165,6 +137,20 @@ class HubApp:
 
     def repo_url(self, request: Request, repo: Repo) -> str:
         return f"{self.base_url(request)}/{PREFIX[repo.type]}{repo.repo_id}"
+
+    def _next_link(self, request: Request, query: dict, **overrides: int) -> dict[str, str]:
+        """A GitHub-style ``Link: <…>; rel="next"`` header: same raw path and query, but ``overrides``."""
+        params = {k: v for k, v in query.items() if k not in overrides}
+        params |= {k: [str(v)] for k, v in overrides.items()}
+        qs = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, vs in params.items() for v in vs)
+        return {"Link": f'<{self.base_url(request)}{request.scope["raw_path"].decode()}?{qs}>; rel="next"'}
+
+    def _cursor_page(self, request: Request, query: dict, items: list, size: int) -> JSONResponse:
+        """``size`` items from the ``cursor`` offset, with a link to the next page when there is one."""
+        cursor = _int(query.get("cursor", [None])[0], default=0, what="cursor")
+        more = cursor + size < len(items)
+        headers = self._next_link(request, query, cursor=cursor + size) if more else {}
+        return JSONResponse(items[cursor : cursor + size], headers=headers)
 
     # -- identity ------------------------------------------------------------------------------------
 
@@ -298,7 +284,6 @@ class HubApp:
         full = _flag(query.get("full", [None])[0])
         with_card = _flag(query.get("cardData", [None])[0]) or full
         limit = _int(query.get("limit", [None])[0], default=PAGE_SIZE, what="limit")
-        cursor = _int(query.get("cursor", [None])[0], default=0, what="cursor")
         matches = []
         for repo in self.storage.list_repos(repo_type):
             if not caller.can_read(repo) or (author and repo.namespace != author):
@@ -318,14 +303,7 @@ class HubApp:
             matches.sort(key=lambda i: i[sort], reverse=True)
         elif sort in ("downloads", "likes", "trendingScore"):
             matches.sort(key=lambda i: i.get(sort, 0), reverse=True)
-        page = matches[cursor : cursor + limit]
-        headers = {}
-        if cursor + limit < len(matches):
-            next_query = {k: v for k, v in query.items() if k != "cursor"}
-            next_query["cursor"] = [str(cursor + limit)]
-            qs = "&".join(f"{quote(k)}={quote(v, safe='')}" for k, vs in next_query.items() for v in vs)
-            headers["Link"] = f'<{self.base_url(request)}{request.url.path}?{qs}>; rel="next"'
-        return JSONResponse(page, headers=headers)
+        return self._cursor_page(request, query, matches, limit)
 
     async def tree(
         self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str, path: str = ""
@@ -336,18 +314,7 @@ class HubApp:
         entries = list_tree(commit, path, recursive, expand)
         if entries is None:
             raise EntryNotFound(f"{path} does not exist on {revision}")
-        cursor = _int(query.get("cursor", [None])[0], default=0, what="cursor")
-        page = entries[cursor : cursor + PAGE_SIZE]
-        headers = {}
-        if cursor + PAGE_SIZE < len(entries):
-            params = {k: v[0] for k, v in query.items() if k != "cursor"} | {
-                "cursor": str(cursor + PAGE_SIZE)
-            }
-            qs = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
-            headers["Link"] = (
-                f'<{self.base_url(request)}{request.scope["raw_path"].decode()}?{qs}>; rel="next"'
-            )
-        return JSONResponse(page, headers=headers)
+        return self._cursor_page(request, query, entries, PAGE_SIZE)
 
     async def paths_info(
         self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str
@@ -356,10 +323,7 @@ class HubApp:
         body = await read_body(request, self.limits.max_json_bytes)
         ctype = request.headers.get("content-type", "")
         if "json" in ctype:
-            try:
-                data = json.loads(body or b"{}")
-            except (ValueError, RecursionError) as err:
-                raise BadRequest(f"Invalid JSON: {err}") from err
+            data = parse_json(body) if body else {}
             if not isinstance(data, dict):
                 raise BadRequest("Body must be a JSON object")
             paths, expand = data.get("paths", []), bool(data.get("expand"))
@@ -372,7 +336,7 @@ class HubApp:
             if path in commit.tree:
                 out.append(tree_entry(path, commit.tree[path], expand, commit))
             elif any(p.startswith(path + "/") for p in commit.tree):
-                out.append({"type": "directory", "oid": "0" * 40, "size": 0, "path": path})
+                out.append(dir_entry(path))
         return JSONResponse(out)
 
     async def refs(self, request: Request, caller: Caller, query: dict, repo: Repo) -> Response:
@@ -407,13 +371,10 @@ class HubApp:
             }
             for c in history[page * limit : (page + 1) * limit]
         ]
-        headers = {}
-        if (page + 1) * limit < len(history):
-            headers["Link"] = (
-                f"<{self.base_url(request)}{request.scope['raw_path'].decode()}"
-                f'?p={page + 1}&limit={limit}>; rel="next"'
-            )
-        return JSONResponse(items, headers=headers)
+        more = (page + 1) * limit < len(history)
+        return JSONResponse(
+            items, headers=self._next_link(request, query, p=page + 1, limit=limit) if more else {}
+        )
 
     # -- branches and tags ---------------------------------------------------------------------------
 
@@ -536,10 +497,7 @@ class HubApp:
         for number, line in enumerate(body.splitlines(), start=1):
             if not line.strip():
                 continue
-            try:
-                item = json.loads(line)
-            except (ValueError, RecursionError) as err:  # bad JSON or UTF-8, too deep, over-long integer
-                raise BadRequest(f"Commit line {number} is not valid JSON: {err}") from err
+            item = parse_json(line, f"Commit line {number}")
             if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
                 raise BadRequest(f'Commit line {number} must be {{"key": ..., "value": {{...}}}}')
             key, value = item.get("key"), item["value"]

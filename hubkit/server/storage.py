@@ -199,8 +199,12 @@ class BlobStore:
             path.unlink(missing_ok=True)
 
     def adopt(self, tmp_path: Path, sha256: str) -> None:
-        """Move a complete, verified temporary file into place (atomic, idempotent)."""
-        target = self.path(sha256)
+        """Move a complete, verified temporary file into place as blob ``sha256``."""
+        self.install(tmp_path, self.path(sha256))
+
+    @staticmethod
+    def install(tmp_path: Path, target: Path) -> None:
+        """Sync ``tmp_path`` to disk and rename it to ``target`` (atomic; a target already there is kept)."""
         if target.exists():
             return
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -208,14 +212,17 @@ class BlobStore:
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)
 
-    def put_bytes(self, data: bytes) -> str:
-        sha256 = hashlib.sha256(data).hexdigest()
-        if self.exists(sha256):
-            return sha256
+    def write_atomic(self, data: bytes, target: Path) -> None:
+        """``data`` as the file ``target``, through a synced temporary file (never half-written)."""
         with self.temp_file() as (fh, path):
             fh.write(data)
             fh.flush()
-            self.adopt(path, sha256)
+            self.install(path, target)
+
+    def put_bytes(self, data: bytes) -> str:
+        sha256 = hashlib.sha256(data).hexdigest()
+        if not self.exists(sha256):
+            self.write_atomic(data, self.path(sha256))
         return sha256
 
 
@@ -296,14 +303,6 @@ class Storage:
     def user_for_token(self, token: str) -> str | None:
         rows = self._read("SELECT name FROM users WHERE token_sha256 = ?", (_token_hash(token),))
         return rows[0]["name"] if rows else None
-
-    def has_users(self) -> bool:
-        return bool(self._read("SELECT 1 FROM users LIMIT 1"))
-
-    def user_exists(self, name: str) -> bool:
-        return bool(self._read("SELECT 1 FROM users WHERE name = ?", (name,)))
-
-    # -- repos ---------------------------------------------------------------------------------------------
 
     def create_repo(
         self, repo_type: str, namespace: str, name: str, private: bool, author: str, sdk: str | None = None
@@ -422,9 +421,6 @@ class Storage:
             current = c.parent
         return out
 
-    def last_modified(self, repo: Repo, oid: str) -> float:
-        return self.commit(repo, oid).date
-
     def create_ref(self, repo: Repo, kind: str, name: str, target: str) -> None:
         with self._db() as db:
             exists = db.execute(
@@ -446,10 +442,6 @@ class Storage:
             )
             if cur.rowcount == 0:
                 raise RevisionNotFound(f"Invalid rev id: {name}")
-
-    def next_pr_number(self, repo: Repo) -> int:
-        prs = self.refs(repo)["pr"]
-        return max((int(n) for n in prs), default=0) + 1
 
     def apply_commit(
         self,

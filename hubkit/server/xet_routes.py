@@ -9,7 +9,6 @@ lets later uploads skip xorbs it already sent.
 from __future__ import annotations
 
 import functools
-import os
 import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
@@ -20,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from hubkit.server import xet
 from hubkit.server.auth import Caller, Unauthorized
+from hubkit.server.bodies import read_body
 from hubkit.server.storage import BadRequest, Repo, Storage
 
 if TYPE_CHECKING:
@@ -61,8 +61,6 @@ async def _put_xorb(hub: HubApp, xorb_hash: str, request: Request, caller: Calle
     _check_token(hub, request)
     if not _HASH.match(xorb_hash):
         raise BadRequest(f"Invalid xorb hash {xorb_hash!r}")
-    from hubkit.server.app import read_body
-
     body = await read_body(request, hub.limits.max_xorb_bytes)
     inserted = await run_in_threadpool(_store_xorb, hub.storage, xorb_hash, body)
     return JSONResponse({"was_inserted": inserted})
@@ -79,18 +77,12 @@ def _store_xorb(storage: Storage, xorb_hash: str, body: bytes) -> bool:
     # The first body stored under a hash is kept forever, so it must really be the content of that hash.
     if xet.xorb_hash(chunks) != xorb_hash:
         raise BadRequest(f"Xorb content does not match its hash {xorb_hash}")
-    with storage.blobs.temp_file() as (fh, tmp):
-        fh.write(body)
-        fh.flush()
-        os.fsync(fh.fileno())
-        os.replace(tmp, target)
+    storage.blobs.write_atomic(body, target)
     return True
 
 
 async def _put_shard(hub: HubApp, request: Request, caller: Caller, query: dict) -> Response:
     _check_token(hub, request)
-    from hubkit.server.app import read_body
-
     body = await read_body(request, hub.limits.max_shard_bytes)
     await run_in_threadpool(_ingest_shard, hub.storage, body, hub.limits.max_upload_bytes)
     return JSONResponse({"result": 1})

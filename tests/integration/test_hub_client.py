@@ -336,3 +336,39 @@ def test_create_pr_commits_to_a_pr_ref(hub, repo_name, tmp_path):
         cache_dir=tmp_path / "c",
     )
     assert Path(path).read_bytes() == b"proposal"
+
+
+def _follow(url: str) -> list:
+    """Every item of a paginated listing, following ``Link: <…>; rel="next"`` as the client does."""
+    items = []
+    while url:
+        response = httpx.get(url)
+        response.raise_for_status()
+        items += response.json()
+        url = response.links.get("next", {}).get("url")
+    return items
+
+
+def test_listings_paginate(hub, repo_name):
+    api = hub.api("alice")
+    repo_id = api.create_repo(repo_name).repo_id
+    # 1,001 files: more than one tree page (1,000 entries), in one commit of inline files.
+    api.create_commit(
+        repo_id,
+        operations=[CommitOperationAdd(f"many/f{i:04d}.txt", b"x") for i in range(1001)],
+        commit_message="many",
+    )
+    for i in range(3):
+        api.upload_file(path_or_fileobj=f"{i}".encode(), path_in_repo="n.txt", repo_id=repo_id)
+    assert len(api.list_repo_files(repo_id)) == 1001 + 2  # + .gitattributes, n.txt
+    tree = _follow(f"{hub.url}/api/models/{repo_id}/tree/main/many?recursive=true")
+    assert len(tree) == 1001 and len({e["path"] for e in tree}) == 1001
+
+    commits = _follow(f"{hub.url}/api/models/{repo_id}/commits/main?limit=2")
+    assert [c["id"] for c in commits] == [c.commit_id for c in api.list_repo_commits(repo_id)]
+    assert len(commits) == 5  # initial + many + 3 uploads
+
+    api.create_repo(f"{repo_name}-second")
+    models = _follow(f"{hub.url}/api/models?author=alice&limit=1")
+    assert [m["id"] for m in models] == [m.id for m in api.list_models(author="alice")]
+    assert len(models) > 1
