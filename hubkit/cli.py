@@ -8,24 +8,9 @@ from typing import Annotated
 import typer
 
 from hubkit import __version__
+from hubkit.cli_common import EndpointOption, TokenOption, command_group, exit_on_hub_error
 
-app = typer.Typer(
-    name="hubkit",
-    help="Efficient diffusion methods as Hub-native plugins.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-EndpointOption = Annotated[
-    str | None,
-    typer.Option(
-        "--endpoint", help="Hub URL. Default: $HF_ENDPOINT, else the embedded Hub (started on demand)."
-    ),
-]
-TokenOption = Annotated[
-    str | None, typer.Option("--token", help="Hub token. Default: $HF_TOKEN, else the stored token.")
-]
+app = command_group("hubkit", "Efficient diffusion methods as Hub-native plugins.")
 
 
 def _version_callback(value: bool) -> None:
@@ -85,10 +70,9 @@ def publish(
     token: TokenOption = None,
 ) -> None:
     """Validate the card, then upload FOLDER as REPO_ID (created if missing)."""
-    from hubkit.hub import HubError
     from hubkit.hub import publish as do_publish
 
-    try:
+    with exit_on_hub_error():
         result = do_publish(
             folder,
             repo_id,
@@ -98,9 +82,6 @@ def publish(
             endpoint=endpoint,
             token=token,
         )
-    except HubError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(1) from err
     typer.echo(f"published {result.repo_id} @ {result.commit} ({result.url})")
 
 
@@ -116,10 +97,9 @@ def pull(
     token: TokenOption = None,
 ) -> None:
     """Download REPO_ID (into the Hugging Face cache) and print its local path."""
-    from hubkit.hub import HubError
     from hubkit.hub import pull as do_pull
 
-    try:
+    with exit_on_hub_error():
         path = do_pull(
             repo_id,
             revision=revision,
@@ -128,9 +108,6 @@ def pull(
             endpoint=endpoint,
             token=token,
         )
-    except HubError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(1) from err
     typer.echo(str(path))
 
 

@@ -10,14 +10,9 @@ import typer
 
 from hubkit.cards.schema import ArtifactKind, CardError
 from hubkit.cards.validate import inspect_card_source, looks_like_path
+from hubkit.cli_common import EndpointOption, TokenOption, command_group
 
-card_app = typer.Typer(
-    name="card",
-    help="Model-card tools.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+card_app = command_group("card", "Model-card tools.")
 
 
 class RepoType(str, Enum):
@@ -52,15 +47,8 @@ def check(
         ArtifactKind | None,
         typer.Option("--kind", help="Check as this artifact kind. Default: inferred from the card."),
     ] = None,
-    endpoint: Annotated[
-        str | None,
-        typer.Option(
-            "--endpoint", help="Hub URL. Default: $HF_ENDPOINT, else the embedded Hub (started on demand)."
-        ),
-    ] = None,
-    token: Annotated[
-        str | None, typer.Option("--token", help="Hub token. Default: $HF_TOKEN, else the stored token.")
-    ] = None,
+    endpoint: EndpointOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Validate a card offline and print every problem, one per line (exit 1 if any)."""
     if not Path(path_or_repo).exists() and not looks_like_path(path_or_repo):

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
-metrics_app = typer.Typer(
-    name="metrics",
-    help="Evaluation metrics.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+from hubkit.cli_common import EndpointOption, NamespaceOption, TokenOption, command_group, exit_on_hub_error
+
+metrics_app = command_group("metrics", "Evaluation metrics.")
 
 
 @metrics_app.callback()
@@ -22,21 +16,11 @@ def _metrics_root() -> None:
 
 @metrics_app.command()
 def publish(
-    endpoint: Annotated[
-        str | None, typer.Option("--endpoint", help="Hub URL. Default: $HF_ENDPOINT, else the embedded Hub.")
-    ] = None,
-    namespace: Annotated[str, typer.Option("--namespace", help="Namespace of the Space repos.")] = "hubkit",
-    token: Annotated[
-        str | None, typer.Option("--token", help="Hub token. Default: $HF_TOKEN, else stored.")
-    ] = None,
+    endpoint: EndpointOption = None, namespace: NamespaceOption = "hubkit", token: TokenOption = None
 ) -> None:
     """Publish every metric as a Space repo NAMESPACE/<name>, loadable with evaluate.load (idempotent)."""
-    from hubkit.hub import HubError
     from hubkit.metrics.publish import publish_metrics
 
-    try:
+    with exit_on_hub_error():
         for result in publish_metrics(endpoint=endpoint, token=token, namespace=namespace):
             typer.echo(f"space    {result.repo_id} @ {result.commit}")
-    except HubError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(1) from err

@@ -7,13 +7,9 @@ from typing import Annotated
 
 import typer
 
-world_app = typer.Typer(
-    name="world",
-    help="The reference world.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+from hubkit.cli_common import EndpointOption, NamespaceOption, TokenOption, command_group, exit_on_hub_error
+
+world_app = command_group("world", "The reference world.")
 
 
 @world_app.callback()
@@ -23,24 +19,14 @@ def _world_root() -> None:
 
 @world_app.command()
 def publish(
-    endpoint: Annotated[
-        str | None, typer.Option("--endpoint", help="Hub URL. Default: $HF_ENDPOINT, else the embedded Hub.")
-    ] = None,
-    namespace: Annotated[str, typer.Option("--namespace", help="Namespace of the three repos.")] = "hubkit",
-    token: Annotated[
-        str | None, typer.Option("--token", help="Hub token. Default: $HF_TOKEN, else stored.")
-    ] = None,
+    endpoint: EndpointOption = None, namespace: NamespaceOption = "hubkit", token: TokenOption = None
 ) -> None:
     """Publish hubkit/shapes, hubkit/shapes-judge and hubkit/tiny-sd-shapes with their cards (idempotent)."""
-    from hubkit.hub import HubError
     from hubkit.world.publish import publish_world
 
-    try:
+    with exit_on_hub_error():
         for repo in publish_world(endpoint=endpoint, token=token, namespace=namespace):
             typer.echo(f"{repo.repo_type:8} {repo.repo_id} @ {repo.commit}")
-    except HubError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(1) from err
 
 
 @world_app.command()
