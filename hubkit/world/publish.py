@@ -63,12 +63,10 @@ def write_dataset(folder: Path, namespace: str = "hubkit") -> None:
 
 
 def write_judge(folder: Path, namespace: str = "hubkit") -> None:
-    """The shipped judge, with its accuracy measured now on fresh images (seeded: same card every run)."""
-    from hubkit.world.judge import evaluate_judge, judge_card, load_judge
+    """The shipped judge; ``save_pretrained`` writes its card with the accuracy shipped beside it."""
+    from hubkit.world.judge import load_judge
 
-    judge = load_judge()
-    judge.save_pretrained(folder)
-    judge_card(evaluate_judge(judge)).save(folder / "README.md")
+    load_judge().save_pretrained(folder)
 
 
 def write_base_model(folder: Path, namespace: str = "hubkit") -> None:

@@ -52,6 +52,11 @@ def test_acceptance_accuracy_per_attribute(judge: ShapesJudge) -> None:
         assert value >= 0.99, f"{name}: {value:.4f}"
 
 
+def test_shipped_card_accuracy_is_what_the_weights_measure(judge: ShapesJudge) -> None:
+    # The published card copies the shipped card's numbers: they must match the shipped weights.
+    assert judge.accuracy == evaluate_judge(judge)
+
+
 def test_small_and_self_describing(judge: ShapesJudge) -> None:
     assert sum(p.numel() for p in judge.parameters()) <= 300_000
     assert judge.attributes == {name: list(values) for name, values in ATTRIBUTES.items()}
