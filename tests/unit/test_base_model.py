@@ -12,10 +12,6 @@ from hubkit.world import base_model
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 SHIPPED = base_model.WEIGHTS_DIR
-needs_weights = pytest.mark.skipif(
-    not (SHIPPED / "unet" / "diffusion_pytorch_model.safetensors").exists(),
-    reason="shipped tiny-sd-shapes weights not present",
-)
 
 TINY_UNET = {
     "sample_size": 8,
@@ -50,7 +46,6 @@ def test_tokenizer_and_text_encoder_match_the_pipeline():
     assert not any(p.requires_grad for p in te.parameters())
 
 
-@needs_weights
 def test_shipped_weights_small_and_fp16():
     from safetensors import safe_open
 
@@ -61,7 +56,6 @@ def test_shipped_weights_small_and_fp16():
             assert all(st.get_slice(k).get_dtype() == "F16" for k in st.keys())  # noqa: SIM118
 
 
-@needs_weights
 def test_encode_captions_equals_pipeline_encode_prompt(pipe):
     from hubkit.world.train import training_captions
 
@@ -73,7 +67,6 @@ def test_encode_captions_equals_pipeline_encode_prompt(pipe):
     assert training_captions()[0] == ""
 
 
-@needs_weights
 def test_default_generation_shape_dtype_and_determinism(pipe):
     assert pipe.unet.config.sample_size * pipe.vae_scale_factor == 32
     prompts = ["a red circle on a white background", "blue square"]
@@ -84,7 +77,6 @@ def test_default_generation_shape_dtype_and_determinism(pipe):
     assert not np.allclose(a[0], a[1])
 
 
-@needs_weights
 def test_save_pretrained_round_trip_identical(pipe, tmp_path):
     from diffusers import StableDiffusionPipeline
 

@@ -506,10 +506,8 @@ def test_cli_check_missing_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_hubkit_card_check_is_wired_into_the_main_cli(tmp_path: Path) -> None:
-    try:
-        from hubkit.cli import app
-    except ImportError as err:  # hubkit/cli.py may import modules that other work has not landed yet
-        pytest.skip(f"hubkit.cli does not import yet: {err}")
+    from hubkit.cli import app
+
     render_card("dataset", repo_id="hubkit/shapes").save(tmp_path / "README.md")
     result = CliRunner().invoke(app, ["card", "check", str(tmp_path), "--repo-type", "dataset"])
     assert result.exit_code == 0, result.output

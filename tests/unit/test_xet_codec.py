@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import hf_xet
 import lz4.frame
 import pytest
 
@@ -324,7 +325,6 @@ def test_reconstruct_rejects_inconsistent_files(term: ShardTerm, sha256: str | N
 
 
 def test_xorb_hash_of_one_chunk_is_the_chunk_hash() -> None:
-    pytest.importorskip("blake3")
     assert xet.xorb_hash([b"abc"]) == xet.chunk_hash(b"abc")
     assert xet.xorb_hash([b"abc", b"d"]) != xet.xorb_hash([b"abcd"])
 
@@ -414,7 +414,6 @@ def cas(cas_server: _Cas) -> _Cas:
 
 def _upload(url: str, cache: Path, payloads: list[bytes], monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Upload with hf_xet as huggingface_hub 2.4 does; ``cache`` isolates the client's shard cache."""
-    hf_xet = pytest.importorskip("hf_xet")
     monkeypatch.setenv("HF_HOME", str(cache))
     monkeypatch.setenv("HF_XET_CACHE", str(cache / "xet"))
     session = hf_xet.XetSession()
@@ -573,7 +572,6 @@ def test_real_client_bodies_reject_truncation(
 def test_real_client_xorb_hash_matches_upload_url(
     cas: _Cas, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("blake3")
     url, capture = cas
     _upload(url, tmp_path, [random.Random(5).randbytes(3 * MIB), _text(MIB), b"abc"], monkeypatch)
     for name, chunks in capture.decoded_xorbs().items():
@@ -585,7 +583,6 @@ def test_real_client_xorb_hash_matches_upload_url(
 @pytest.mark.integration
 def test_stored_xorbs_and_shards_with_footers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A ``local://`` CAS makes hf_xet write xorbs and shards the way a server stores them (with footers)."""
-    hf_xet = pytest.importorskip("hf_xet")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HF_XET_CACHE", str(tmp_path / "home" / "xet"))
     store = tmp_path / "cas"
