@@ -37,12 +37,10 @@ def main() -> None:
         table.add_row(repo.repo_id, repo.repo_type, repo.commit[:12])
     console.print(table)
 
-    import torch
     from diffusers import StableDiffusionPipeline
 
     from hubkit.world.grid import DEMO_PROMPTS, sample_grid
 
-    torch.manual_seed(0)
     pipe = StableDiffusionPipeline.from_pretrained(BASE_MODEL)  # the stock loader, stock call defaults
     pipe.set_progress_bar_config(disable=True)
     console.print(f"Loaded {BASE_MODEL} with StableDiffusionPipeline.from_pretrained; sampling the grid…")

@@ -43,14 +43,15 @@ def ensure_embedded_hub(
     url = f"http://127.0.0.1:{port}"
     if not is_hubkit_server(url):
         data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(data_dir.parent / "server.log", "ab")  # noqa: SIM115 - handed to the child process
-        subprocess.Popen(
-            [sys.executable, "-m", "hubkit", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        # The child gets its own copy of the log's descriptor; ours is closed right after the start.
+        with open(data_dir.parent / "server.log", "ab") as log:
+            subprocess.Popen(
+                [sys.executable, "-m", "hubkit", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while not is_hubkit_server(url):
             if time.monotonic() > deadline:

@@ -700,8 +700,12 @@ class _Binder:
     def __init__(self, hub: HubApp, method: str):
         self.hub, self.method = hub, method
 
+    def _allows(self, methods: tuple[str, ...]) -> bool:
+        """Whether the request's method is one of ``methods`` (HEAD wherever GET is)."""
+        return self.method in methods or (self.method == "HEAD" and "GET" in methods)
+
     def at(self, methods: tuple[str, ...], handler: Callable, *args: Any, **kwargs: Any):
-        if self.method not in methods and not (self.method == "HEAD" and "GET" in methods):
+        if not self._allows(methods):
             return None
 
         async def call(request: Request, caller: Caller, query: dict) -> Response:
@@ -719,7 +723,7 @@ class _Binder:
         *args: Any,
         **kwargs: Any,
     ):
-        if self.method not in methods and not (self.method == "HEAD" and "GET" in methods):
+        if not self._allows(methods):
             return None
         hub = self.hub
 
