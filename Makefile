@@ -4,9 +4,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install browser demo test lint bench clean
 
 install: $(STAMP)
+
+# The browser tests drive Debian's chromium through Playwright (no browser download); install it if missing.
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -q && apt-get install -y -q chromium) \
+		|| (echo "need Debian's chromium for the browser tests: apt-get install chromium" && exit 1)
 
 # CPU torch first (the local wheel), then the project editable with dev extras, so nothing upgrades torch.
 $(STAMP): pyproject.toml
@@ -16,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-test: install
+test: install browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n 2 --dist loadgroup -q tests
 
@@ -29,6 +34,7 @@ lint: install
 
 bench: install
 	$(PY) bench/bench_transfer.py
+	$(PY) bench/bench_eval.py
 
 clean:
 	rm -rf $(VENV) .demo .bench .pytest_cache

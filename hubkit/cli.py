@@ -113,12 +113,17 @@ def pull(
 
 def _add_command_groups() -> None:
     from hubkit.cards.cli import card_app
+    from hubkit.leaderboard.cli import eval_command, leaderboard_app
     from hubkit.metrics.cli import metrics_app
+    from hubkit.spaces import space_app
     from hubkit.world.cli import world_app
 
     app.add_typer(card_app, name="card", help="Model-card tools.")
     app.add_typer(world_app, name="world", help="The reference world: train it, publish it.")
     app.add_typer(metrics_app, name="metrics", help="Evaluation metrics: publish them as Spaces.")
+    app.command("eval")(eval_command)
+    app.add_typer(leaderboard_app, name="leaderboard", help="Evaluate hubkit repos on the Hub and rank them.")
+    app.add_typer(space_app, name="space", help="Gradio Spaces: publish them.")
 
 
 _add_command_groups()

@@ -1,11 +1,14 @@
-"""``make demo``: start the embedded Hub, publish the reference world, sample the base model from the Hub.
-
-Later issues grow this into the full main job (methods, leaderboard).
+"""``make demo``: the embedded Hub, the reference world on it, the base model sampled with stock diffusers,
+the metrics published, the leaderboard run (baseline rows), and the leaderboard Space launched on localhost.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 from rich.console import Console
@@ -13,6 +16,9 @@ from rich.table import Table
 
 BASE_MODEL = "hubkit/tiny-sd-shapes"
 GRID_PATH = Path(".demo") / "tiny-sd-shapes-grid.png"
+PLOTS_DIR = Path(".demo") / "plots"
+SPACE_REPO = "hubkit/leaderboard"
+SPACE_FOLDER = Path(__file__).resolve().parents[1] / "spaces" / "leaderboard"
 
 console = Console()
 
@@ -47,6 +53,9 @@ def main() -> None:
     sample_grid(pipe, DEMO_PROMPTS, out=GRID_PATH)
     console.print(f"Grid of {len(DEMO_PROMPTS)} prompts × 4 seeds: [green]{GRID_PATH.resolve()}[/]")
 
+    run_leaderboard(hub)
+    space_url = launch_space(hub)
+
     token_file = Path(os.environ.get("HUBKIT_HOME") or Path.home() / ".cache" / "hubkit") / "hub" / "token"
     console.rule("[bold]next steps")
     console.print(
@@ -56,11 +65,85 @@ def main() -> None:
         "hubkit publish ./my-artifact hubkit/my-artifact   # refuses folders without a valid card\n"
         "python -c 'from diffusers import StableDiffusionPipeline as P; "
         f'P.from_pretrained("{BASE_MODEL}")("a red circle").images[0].save("red.png")\'\n'
-        "The embedded Hub keeps running in the background; stop it with: "
-        f"kill $(cat {token_file.parent}/server.pid)",
+        f"hubkit eval {BASE_MODEL} --suite shapes-heldout   # evaluate; the card gets the results\n"
+        "hubkit leaderboard show --plots .demo/plots\n"
+        f"The leaderboard Space: {space_url}\n"
+        "The embedded Hub and the Space keep running in the background; stop them with: "
+        f"kill $(cat {token_file.parent}/server.pid) $(cat {_space_pid_file()})",
         highlight=False,
         soft_wrap=True,
     )
+
+
+def run_leaderboard(hub) -> None:
+    """Publish the metrics, evaluate what lacks fresh results (the base model's baseline rows), show it."""
+    from huggingface_hub import HfApi
+
+    from hubkit.leaderboard.board import Leaderboard
+    from hubkit.leaderboard.cli import print_table
+    from hubkit.leaderboard.plots import plot_all
+    from hubkit.metrics.publish import publish_metrics
+
+    publish_metrics(endpoint=hub.url)
+    console.rule("[bold]leaderboard")
+    board = Leaderboard(HfApi(endpoint=hub.url, token=os.environ["HF_TOKEN"]))
+    summary = board.run(on_event=console.print)
+    print_table(summary.table)
+    PLOTS_DIR.mkdir(parents=True, exist_ok=True)
+    for name, png in plot_all(summary.table).items():
+        (PLOTS_DIR / name).write_bytes(png)
+    console.print(f"Plots: [green]{PLOTS_DIR.resolve()}[/]")
+
+
+def _space_pid_file() -> Path:
+    from hubkit.server import default_data_dir
+
+    return Path(default_data_dir()).parent / "leaderboard-space.pid"
+
+
+def _serving(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def launch_space(hub, port: int | None = None) -> str:
+    """Publish the leaderboard Space, then run it from its Hub snapshot in the background (as a Space host
+    would); a Space this demo launched before is restarted so it runs the published code."""
+    from hubkit.hub import publish, pull
+
+    result = publish(SPACE_FOLDER, SPACE_REPO, repo_type="space", endpoint=hub.url)
+    folder = pull(SPACE_REPO, repo_type="space", endpoint=hub.url)
+    port = port or int(os.environ.get("HUBKIT_SPACE_PORT", "7860"))
+    url = f"http://127.0.0.1:{port}/"
+    pid_file = _space_pid_file()
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text()), 15)
+            time.sleep(1.0)
+        except (OSError, ValueError):
+            pass
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
+    with open(pid_file.with_suffix(".log"), "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "app.py"],
+            cwd=folder,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    pid_file.write_text(str(proc.pid))
+    deadline = time.monotonic() + 90
+    while not _serving(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the leaderboard Space did not start; see {pid_file.with_suffix('.log')}")
+        time.sleep(0.5)
+    console.print(f"Space {result.repo_id} @ {result.commit[:12]} running at [cyan]{url}[/]")
+    return url
 
 
 if __name__ == "__main__":

@@ -146,3 +146,55 @@ def repo_name(request: pytest.FixtureRequest) -> str:
         "-"
     )
     return f"{base}-{next(_counter)}"
+
+
+SPACES_DIR = Path(__file__).resolve().parents[1] / "spaces"
+
+
+def start_space(tmp: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str, Path]:
+    """Start the Space as a subprocess; return it, its URL and its log once it answers."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp / f"space-{port}.log"
+    full_env = {
+        **os.environ,
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "GRADIO_TEMP_DIR": str(tmp / "gradio"),
+        "HF_HOME": str(tmp / "hf-home"),
+        **env,
+    }
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(SPACES_DIR / "leaderboard" / "app.py")],
+            env=full_env,
+            cwd=tmp,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return proc, url, log
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop_space(proc)
+                pytest.fail(f"the leaderboard Space did not start:\n{log.read_text()[-4000:]}")
+            time.sleep(0.2)
+
+
+def stop_space(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -358,3 +358,39 @@ def render_card(
         if problems:
             raise CardError(problems, source=f"the rendered {kind.value} card")
     return card
+
+
+_EVAL_SECTION = re.compile(r"^## Evaluation\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+
+
+def set_eval_results(card: ModelCard, results: Sequence[EvalResult], model_name: str) -> ModelCard:
+    """Replace ``card``'s evaluation results: the ``model-index`` metadata and the body's Evaluation table.
+
+    Results of other datasets/configs already on the card are the caller's to keep (pass them in
+    ``results``). The table is rendered the way ``render_card`` renders it, in place of the old section,
+    else before ``## Limitations``, else at the end.
+    """
+    card.data.eval_results = list(results) or None
+    card.data.model_name = model_name if results else None
+    rows = _eval_rows(results)
+    section = ""
+    if rows:
+        lines = [
+            "## Evaluation",
+            "",
+            "| metric | value | dataset | split | source |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['metric']} | {r['value']} | {r['dataset']} | {r['split']} | {r['source']} |" for r in rows
+        ]
+        section = "\n".join(lines) + "\n\n"
+    text = card.text
+    if _EVAL_SECTION.search(text):
+        text = _EVAL_SECTION.sub(lambda _: section, text, count=1)
+    elif "\n## Limitations" in text:
+        text = text.replace("\n## Limitations", "\n" + section + "## Limitations", 1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    card.text = text
+    return card

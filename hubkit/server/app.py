@@ -423,7 +423,7 @@ class HubApp:
     async def preupload(
         self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str
     ) -> Response:
-        caller.require_write(repo)
+        caller.require_contribute(repo, _flag(query.get("create_pr", [None])[0]))
         body = await read_json(request, self.limits.max_json_bytes)
         files = body.get("files") if isinstance(body, dict) else None
         if not isinstance(files, list):
@@ -454,10 +454,10 @@ class HubApp:
     async def commit(
         self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str
     ) -> Response:
-        user = caller.require_write(repo)
+        create_pr = _flag(query.get("create_pr", [None])[0])
+        user = caller.require_contribute(repo, create_pr)
         body = await read_body(request, self.limits.max_commit_bytes)
         header, changes = await run_in_threadpool(self._parse_commit, body)
-        create_pr = _flag(query.get("create_pr", [None])[0])
         branch = self.storage.branch_of(repo, revision)
         pr_url = None
         if create_pr:

@@ -42,6 +42,13 @@ class Caller:
         self.require_read(repo)
         return self.require_namespace(repo.namespace)
 
+    def require_contribute(self, repo: Repo, create_pr: bool) -> str:
+        """Write access, or, for a pull request, any signed-in user who can read the repo (community PRs)."""
+        if not create_pr:
+            return self.require_write(repo)
+        self.require_read(repo)
+        return self.require_user()
+
     def require_namespace(self, namespace: str) -> str:
         user = self.require_user()
         if user != namespace:

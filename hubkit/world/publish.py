@@ -97,6 +97,27 @@ def write_base_model(folder: Path, namespace: str = "hubkit") -> None:
     card.save(folder / "README.md")
 
 
+def _keep_eval_results(folder: Path, repo_id: str, endpoint: str | None, token: str | None) -> None:
+    """Carry the results ``hubkit eval`` wrote into the published card over to the re-rendered one, so a
+    re-publish of unchanged weights neither drops them nor makes a commit."""
+    from huggingface_hub import ModelCard, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
+    from hubkit.cards.render import set_eval_results
+    from hubkit.hub.endpoint import resolve_endpoint, resolve_token
+
+    hub = resolve_endpoint(endpoint)
+    try:
+        remote = hf_hub_download(repo_id, "README.md", endpoint=hub.url, token=resolve_token(token, hub))
+    except (EntryNotFoundError, RepositoryNotFoundError):
+        return
+    results = ModelCard.load(remote, ignore_metadata_errors=True).data.eval_results
+    if results:
+        card = ModelCard.load(folder / "README.md")
+        set_eval_results(card, results, model_name=repo_id.split("/")[-1])
+        card.save(folder / "README.md")
+
+
 ARTIFACTS: dict[str, tuple[str, Callable[..., None]]] = {
     "shapes": ("dataset", write_dataset),
     "shapes-judge": ("model", write_judge),
@@ -119,6 +140,8 @@ def publish_world(
             folder = Path(tmp) / name
             folder.mkdir()
             write(folder, namespace)
+            if repo_type == "model":
+                _keep_eval_results(folder, f"{namespace}/{name}", endpoint, token)
             result = publish(
                 folder,
                 f"{namespace}/{name}",

@@ -30,6 +30,29 @@ BACKGROUNDS = {"white": (245, 245, 245), "black": (15, 15, 15), "gray": (128, 12
 SIZES = ("small", "large")
 ATTRIBUTES = {"shape": SHAPES, "colour": tuple(COLOURS), "background": tuple(BACKGROUNDS), "size": SIZES}
 
+# Words the captions never use, meaning one attribute value: probes of what the text encoder carries over
+# (paraphrase suites, erasure leakage). Three per value, most common sense first.
+SYNONYMS = {
+    "colour": {
+        "red": ("crimson", "scarlet", "ruby"),
+        "green": ("emerald", "lime", "jade"),
+        "blue": ("navy", "azure", "cobalt"),
+        "yellow": ("golden", "lemon", "canary"),
+        "orange": ("tangerine", "amber", "apricot"),
+        "purple": ("violet", "lavender", "plum"),
+        "cyan": ("turquoise", "aqua", "teal"),
+        "pink": ("magenta", "rose", "fuchsia"),
+    },
+    "shape": {
+        "circle": ("disc", "dot", "round blob"),
+        "square": ("box", "block", "tile"),
+        "triangle": ("pyramid", "wedge", "trigon"),
+        "diamond": ("rhombus", "lozenge", "kite"),
+        "cross": ("plus sign", "plus", "crucifix"),
+        "ring": ("donut", "hoop", "loop"),
+    },
+}
+
 # About 10 % of the 48 (shape, colour) pairs, every shape and colour still seen in other pairs.
 HELD_OUT_PAIRS = (
     ("circle", "purple"),

@@ -125,9 +125,15 @@ def test_publish_errors_are_clear(hub, artifact: Path):
 
 @pytest.mark.slow
 def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
+    import urllib.request
+
+    from huggingface_hub import HfApi
+
+    port, space_port = free_port(), free_port()
     env = {
         "HUBKIT_HOME": str(tmp_path / "home"),
-        "HUBKIT_PORT": str(free_port()),
+        "HUBKIT_PORT": str(port),
+        "HUBKIT_SPACE_PORT": str(space_port),
         "HF_HOME": str(tmp_path / "hf"),
         "HF_ENDPOINT": "",
         "HF_TOKEN": "",
@@ -135,20 +141,33 @@ def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
     env = {k: v for k, v in {**os.environ, **env}.items() if v != ""}
     run = {"capture_output": True, "text": True, "env": env, "timeout": 900, "cwd": tmp_path}
     out = subprocess.run([sys.executable, "-m", "hubkit.demo"], **run)
-    pid_file = tmp_path / "home" / "hub" / "server.pid"
+    pid_files = [tmp_path / "home" / "hub" / "server.pid", tmp_path / "home" / "leaderboard-space.pid"]
     try:
         assert out.returncode == 0, out.stdout + out.stderr
         assert "export HF_ENDPOINT=" in out.stdout
         grid = Image.open(tmp_path / ".demo" / "tiny-sd-shapes-grid.png")
         assert grid.width > 4 * 96 and grid.height >= 8 * 96  # 8 prompts × 4 seeds, upscaled 3×
-        commits = [line for line in out.stdout.splitlines() if "hubkit/" in line]
-        # A second run reuses the running Hub and publishes nothing new: same commits.
+        # The leaderboard: the base model evaluated (its baseline row), the table printed, the Space serving.
+        assert "finished hubkit/tiny-sd-shapes" in out.stdout and "shapes-quality (v1)" in out.stdout
+        assert (tmp_path / ".demo" / "plots" / "quality_vs_cost.png").stat().st_size > 1000
+        space_url = f"http://127.0.0.1:{space_port}/"
+        assert space_url in out.stdout
+        with urllib.request.urlopen(space_url, timeout=10) as page:
+            assert page.status == 200
+        api = HfApi(endpoint=f"http://127.0.0.1:{port}")
+        repos = ["hubkit/shapes-judge", "hubkit/tiny-sd-shapes"]
+        commits = {r: len(api.list_repo_commits(r)) for r in repos}
+        assert api.model_info("hubkit/tiny-sd-shapes").card_data.eval_results  # written back by the eval
+        # A second run reuses the Hub and the fresh results: nothing published, nothing evaluated again.
         again = subprocess.run([sys.executable, "-m", "hubkit.demo"], **run)
         assert again.returncode == 0, again.stdout + again.stderr
-        assert [line for line in again.stdout.splitlines() if "hubkit/" in line] == commits
+        assert "queued   hubkit/" not in again.stdout and "running  hubkit/" not in again.stdout
+        assert "shapes-quality (v1)" in again.stdout
+        assert {r: len(api.list_repo_commits(r)) for r in repos} == commits
     finally:
-        if pid_file.exists():
-            os.kill(int(pid_file.read_text()), 15)
+        for pid_file in pid_files:
+            if pid_file.exists():
+                os.kill(int(pid_file.read_text()), 15)
 
 
 def test_embedded_hub_refuses_a_server_of_another_data_dir(hub, tmp_path: Path):

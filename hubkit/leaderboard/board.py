@@ -1,0 +1,307 @@
+"""The leaderboard: discover hubkit repos, queue and run their evaluations, aggregate a table and plots.
+
+Two dataset repos, as in the Hub's leaderboard template: requests (``requests/<ns>/<name>.json``, status
+PENDING → RUNNING → FINISHED | FAILED with a reason) and results (records under ``results/``, the
+aggregated ``leaderboard.parquet`` / ``leaderboard.md`` and ``plots/`` at the top). A broken repo fails
+its own request and never stops the others.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+
+from hubkit.cards import HUBKIT_TAG
+from hubkit.leaderboard import records
+from hubkit.methods import Artifact, MethodError, method_for
+
+REQUEST_SCHEMA_VERSION = 1
+ID_COLUMNS = [
+    "model",
+    "revision",
+    "method",
+    "kind",
+    "base_model",
+    "suite",
+    "suite_version",
+    "params",
+    "date",
+    "hubkit_version",
+]
+CARD_FILES = ("README.md", "hubkit.json")
+
+__all__ = ["ID_COLUMNS", "Leaderboard", "RunSummary", "records_table", "to_markdown"]
+
+
+def request_path(model: str) -> str:
+    return f"requests/{model}.json"
+
+
+@dataclass
+class RunSummary:
+    finished: list[str]
+    failed: dict[str, str]
+    skipped: list[str]
+    table: pd.DataFrame
+
+
+class Leaderboard:
+    """The leaderboard's two dataset repos on one Hub, and the work that fills them."""
+
+    def __init__(
+        self,
+        api: HfApi,
+        results_repo: str = records.RESULTS_REPO,
+        requests_repo: str = records.REQUESTS_REPO,
+    ):
+        self.api, self.results_repo, self.requests_repo = api, results_repo, requests_repo
+
+    # -- requests ------------------------------------------------------------------------------------
+    def requests(self) -> dict[str, dict[str, Any]]:
+        """Every request, by model id."""
+        found = {}
+        for path in self._files(self.requests_repo, "requests/"):
+            if path.endswith(".json"):
+                request = json.loads(self._download(self.requests_repo, path))
+                found[request["model"]] = request
+        return found
+
+    def file_request(self, model: str, revision: str | None, submitted_by: str) -> dict[str, Any]:
+        now = records.utc_now()
+        request = {
+            "schema_version": REQUEST_SCHEMA_VERSION,
+            "model": model,
+            "revision": revision,
+            "status": "PENDING",
+            "submitted_time": now,
+            "updated_time": now,
+            "reason": None,
+            "submitted_by": submitted_by,
+        }
+        self._put_request(request, f"Request evaluation of {model}")
+        return request
+
+    def set_status(self, request: dict[str, Any], status: str, reason: str | None = None) -> None:
+        request.update(status=status, reason=reason, updated_time=records.utc_now())
+        self._put_request(request, f"{request['model']}: {status}")
+
+    def _put_request(self, request: dict[str, Any], message: str) -> None:
+        self.api.create_repo(self.requests_repo, repo_type="dataset", exist_ok=True)
+        self.api.upload_file(
+            path_or_fileobj=(json.dumps(request, indent=2) + "\n").encode(),
+            path_in_repo=request_path(request["model"]),
+            repo_id=self.requests_repo,
+            repo_type="dataset",
+            commit_message=message,
+        )
+
+    # -- discovery -----------------------------------------------------------------------------------
+    def candidates(self) -> dict[str, str]:
+        """hubkit text-to-image repos on the Hub: ``{repo id: head sha}``."""
+        return {
+            m.id: m.sha
+            for m in self.api.list_models(filter=HUBKIT_TAG)
+            if "text-to-image" in (m.tags or []) or m.pipeline_tag == "text-to-image"
+        }
+
+    def light_artifact(self, model: str, revision: str | None, folder: Path) -> Artifact:
+        """The card and ``hubkit.json`` only: enough to know the method and its suites, without weights."""
+        from hubkit.leaderboard.evaluation import fetch_card_files
+
+        return fetch_card_files(self.api, model, revision, folder)
+
+    def suites_of(self, model: str, revision: str | None) -> list[tuple[str, dict[str, Any]]]:
+        with tempfile.TemporaryDirectory(prefix="hubkit-card-") as tmp:
+            artifact = self.light_artifact(model, revision, Path(tmp))
+            return method_for(artifact).default_suites(artifact)
+
+    def is_fresh(self, model: str, head: str, all_records: list[dict[str, Any]]) -> bool:
+        """Whether every default suite of ``model`` has a current-version record for its head commit."""
+        from hubkit.leaderboard.suite import load_suite
+
+        try:
+            wanted = [load_suite(name, params) for name, params in self.suites_of(model, head)]
+        except (MethodError, ValueError, HfHubHTTPError):
+            return False  # let the evaluation fail with the full reason
+        mine = [r for r in all_records if r["model"]["id"] == model]
+        return all(
+            any(
+                r["suite"]["key"] == suite.key
+                and r["suite"]["version"] == suite.version
+                and head in (r["model"]["revision"], r.get("card_commit"))
+                for r in mine
+            )
+            for suite in wanted
+        )
+
+    def queue_stale(self, on_event: Callable[[str], None] = print) -> list[str]:
+        """File a PENDING request for each hubkit repo without fresh results (and none already open)."""
+        requests, all_records, queued = self.requests(), self.records(), []
+        for model, head in sorted(self.candidates().items()):
+            open_request = requests.get(model)
+            if open_request and open_request["status"] in ("PENDING", "RUNNING"):
+                continue
+            if open_request and open_request["status"] == "FAILED" and open_request["revision"] == head:
+                continue  # failed at this very commit: a new commit or a new submission retries it
+            if self.is_fresh(model, head, all_records):
+                continue
+            self.file_request(model, head, submitted_by="leaderboard")
+            on_event(f"queued   {model} @ {head[:12]}")
+            queued.append(model)
+        return queued
+
+    # -- evaluation ----------------------------------------------------------------------------------
+    def run(
+        self,
+        evaluate_fn: Callable[..., dict[str, Any]] | None = None,
+        *,
+        max_file_bytes: int | None = None,
+        on_event: Callable[[str], None] = print,
+        progress: bool = True,
+    ) -> RunSummary:
+        """Queue stale repos, evaluate every PENDING request, then aggregate and publish the table."""
+        from hubkit.leaderboard.evaluation import DEFAULT_MAX_FILE_BYTES, evaluate
+
+        evaluate_fn = evaluate_fn or evaluate
+        self.queue_stale(on_event)
+        finished, failed, skipped = [], {}, []
+        for model, request in sorted(self.requests().items()):
+            if request["status"] != "PENDING":
+                skipped.append(model)
+                continue
+            self.set_status(request, "RUNNING")
+            on_event(f"running  {model}")
+            try:
+                for name, params in self.suites_of(model, request.get("revision")):
+                    evaluate_fn(
+                        model,
+                        name,
+                        params,
+                        revision=request.get("revision"),
+                        endpoint=self.api.endpoint,
+                        token=self.api.token,
+                        results_repo=self.results_repo,
+                        strict_card=True,
+                        max_file_bytes=max_file_bytes or DEFAULT_MAX_FILE_BYTES,
+                        progress=progress,
+                    )
+            except Exception as err:
+                reason = f"{type(err).__name__}: {err}".strip()[:2000]
+                self.set_status(request, "FAILED", reason)
+                failed[model] = reason
+                on_event(f"FAILED   {model}: {reason}")
+                continue
+            self.set_status(request, "FINISHED")
+            finished.append(model)
+            on_event(f"finished {model}")
+        table = self.publish_table()
+        return RunSummary(finished, failed, skipped, table)
+
+    # -- results -------------------------------------------------------------------------------------
+    def records(self) -> list[dict[str, Any]]:
+        return [
+            json.loads(self._download(self.results_repo, path))
+            for path in self._files(self.results_repo, "results/")
+            if path.endswith(".json")
+        ]
+
+    def table(self) -> pd.DataFrame:
+        return records_table(self.records())
+
+    def publish_table(self) -> pd.DataFrame:
+        """Write ``leaderboard.parquet``, ``leaderboard.md`` and the plots to the results repo, one commit."""
+        from hubkit.leaderboard.plots import plot_all
+
+        table = self.table()
+        buffer = io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        operations = [
+            CommitOperationAdd("leaderboard.parquet", buffer.getvalue()),
+            CommitOperationAdd("leaderboard.md", to_markdown(table).encode()),
+        ]
+        operations += [CommitOperationAdd(f"plots/{name}", png) for name, png in plot_all(table).items()]
+        self.api.create_repo(self.results_repo, repo_type="dataset", exist_ok=True)
+        self.api.create_commit(
+            self.results_repo, operations, repo_type="dataset", commit_message="Update the leaderboard table"
+        )
+        return table
+
+    def published_table(self) -> pd.DataFrame:
+        """The table as last published (``leaderboard.parquet``), empty if there is none yet."""
+        try:
+            return pd.read_parquet(io.BytesIO(self._download(self.results_repo, "leaderboard.parquet")))
+        except (EntryNotFoundError, RepositoryNotFoundError):
+            return records_table([])
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _files(self, repo: str, prefix: str) -> list[str]:
+        try:
+            files = self.api.list_repo_files(repo, repo_type="dataset")
+        except RepositoryNotFoundError:
+            return []
+        return sorted(f for f in files if f.startswith(prefix))
+
+    def _download(self, repo: str, path: str) -> bytes:
+        return Path(self.api.hf_hub_download(repo, path, repo_type="dataset")).read_bytes()
+
+
+def records_table(all_records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (model, suite key): its newest record; id columns, then metric columns."""
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    for record in all_records:
+        key = (record["model"]["id"], record["suite"]["key"])
+        if key not in newest or record["date"] >= newest[key]["date"]:
+            newest[key] = record
+    rows = [
+        {
+            "model": r["model"]["id"],
+            "revision": r["model"]["revision"],
+            "method": r["model"]["method"],
+            "kind": r["model"]["kind"],
+            "base_model": r["model"]["base_model"],
+            "suite": r["suite"]["name"],
+            "suite_version": int(r["suite"]["version"]),
+            "params": json.dumps(r["suite"]["params"], sort_keys=True),
+            "date": r["date"],
+            "hubkit_version": r["env"]["hubkit"],
+            **{name: float(value) for name, value in r["metrics"].items()},
+        }
+        for r in sorted(newest.values(), key=lambda r: (r["suite"]["key"], r["model"]["id"]))
+    ]
+    table = pd.DataFrame(rows, columns=ID_COLUMNS if not rows else None)
+    metric_columns = [c for c in table.columns if c not in ID_COLUMNS]
+    return table[ID_COLUMNS + metric_columns]
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """The table as GitHub Markdown, one section per suite, only the metrics that suite has."""
+    if table.empty:
+        return "# hubkit leaderboard\n\nNo results yet: run `hubkit leaderboard run`.\n"
+    lines = ["# hubkit leaderboard", ""]
+    for suite, rows in table.groupby("suite", sort=True):
+        metrics = [c for c in rows.columns if c not in ID_COLUMNS and rows[c].notna().any()]
+        columns = ["model", "revision", "method", "params", *metrics]
+        lines += [f"## {suite} (v{int(rows['suite_version'].iloc[0])})", ""]
+        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        for _, row in rows.iterrows():
+            cells = [_cell(row[c], c) for c in columns]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _cell(value: Any, column: str) -> str:
+    if column == "revision":
+        return str(value or "local")[:7]
+    if isinstance(value, float):
+        return "" if pd.isna(value) else f"{value:.4f}"
+    return str(value)

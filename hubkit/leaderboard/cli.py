@@ -1,0 +1,202 @@
+"""``hubkit eval`` and ``hubkit leaderboard run|show``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hubkit.cli_common import EndpointOption, TokenOption, command_group, exit_on_hub_error
+
+leaderboard_app = command_group(
+    "leaderboard", "The leaderboard: evaluate hubkit repos on the Hub, rank them."
+)
+
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="Suite parameter NAME=VALUE, e.g. concept=red (repeatable)."),
+]
+ResultsRepoOption = Annotated[
+    str, typer.Option("--results-repo", help="Dataset repo that holds the results records.")
+]
+
+
+def parse_params(values: list[str] | None) -> dict[str, str]:
+    params = {}
+    for value in values or []:
+        name, sep, setting = value.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"expected NAME=VALUE, got {value!r}", param_hint="--param")
+        params[name.strip()] = setting.strip()
+    return params
+
+
+@contextlib.contextmanager
+def exit_on_eval_error() -> Iterator[None]:
+    """Hub errors as in every command; evaluation, suite and method errors the same way."""
+    from hubkit.leaderboard.evaluation import EvalError
+    from hubkit.leaderboard.suite import SuiteError
+    from hubkit.methods import MethodError
+
+    with exit_on_hub_error():
+        try:
+            yield
+        except (EvalError, SuiteError, MethodError) as err:
+            typer.secho(f"error: {err}", fg="red", err=True)
+            raise typer.Exit(1) from err
+
+
+def print_metrics(record: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    model, suite = record["model"], record["suite"]
+    title = f"{model['id']} @ {(model['revision'] or 'local')[:12]} — {suite['key']} v{suite['version']}"
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in record["metrics"].items():
+        table.add_row(name, f"{value:.4f}")
+    Console().print(table)
+
+
+def eval_command(
+    source: Annotated[str, typer.Argument(metavar="REPO_OR_PATH", help="Repo id on the Hub, or a folder.")],
+    suite: Annotated[str, typer.Option("--suite", help="Suite name (shapes-quality...) or a suite .json.")],
+    param: ParamOption = None,
+    base: Annotated[
+        str | None, typer.Option("--base", help="Base model for an adapter (default: the card's base_model).")
+    ] = None,
+    revision: Annotated[str | None, typer.Option(help="Branch, tag or commit sha of REPO.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the record to this file.")
+    ] = None,
+    no_push: Annotated[
+        bool, typer.Option("--no-push", help="Do not publish the record nor write it into the card.")
+    ] = False,
+    results_repo: ResultsRepoOption = "hubkit/leaderboard-results",
+    endpoint: EndpointOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Evaluate an artifact on a suite; publish the record and write it into the artifact's card."""
+    from hubkit.leaderboard.evaluation import evaluate, is_local
+
+    with exit_on_eval_error():
+        record = evaluate(
+            source,
+            suite,
+            parse_params(param),
+            base=base,
+            revision=revision,
+            push=not no_push,
+            json_out=json_out,
+            endpoint=endpoint,
+            token=token,
+            results_repo=results_repo,
+        )
+    print_metrics(record)
+    if json_out:
+        typer.echo(f"record written to {json_out}")
+    if not no_push and not is_local(source):
+        typer.echo(f"record published to {results_repo}; card updated ({record['card_commit']})")
+    elif not no_push:
+        typer.echo("a local folder: nothing published (publish it, then evaluate the repo)")
+
+
+RequestsRepoOption = Annotated[
+    str, typer.Option("--requests-repo", help="Dataset repo that holds the evaluation requests.")
+]
+
+
+def _board(endpoint: str | None, token: str | None, results_repo: str, requests_repo: str):
+    from huggingface_hub import HfApi
+
+    from hubkit.hub.endpoint import resolve_endpoint, resolve_token
+    from hubkit.leaderboard.board import Leaderboard
+
+    hub = resolve_endpoint(endpoint)
+    return Leaderboard(HfApi(endpoint=hub.url, token=resolve_token(token, hub)), results_repo, requests_repo)
+
+
+def print_table(table) -> None:
+    """One rich table per suite, with the metrics that suite has."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from hubkit.leaderboard.board import ID_COLUMNS, _cell
+
+    console = Console()
+    if table.empty:
+        console.print("No results yet: run `hubkit leaderboard run`.")
+        return
+    for suite, rows in table.groupby("suite", sort=True):
+        metrics = [c for c in rows.columns if c not in ID_COLUMNS and rows[c].notna().any()]
+        columns = ["model", "revision", "method", "params", *metrics]
+        view = Table(title=f"{suite} (v{int(rows['suite_version'].iloc[0])})")
+        for column in columns:
+            view.add_column(column, justify="right" if column in metrics else "left")
+        for _, row in rows.iterrows():
+            view.add_row(*(_cell(row[c], c) for c in columns))
+        console.print(view)
+
+
+@leaderboard_app.command()
+def run(
+    max_file_mb: Annotated[
+        int, typer.Option("--max-file-mb", help="Fail repos holding a file larger than this.")
+    ] = 4096,
+    results_repo: ResultsRepoOption = "hubkit/leaderboard-results",
+    requests_repo: RequestsRepoOption = "hubkit/leaderboard-requests",
+    endpoint: EndpointOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Queue hubkit repos without fresh results, evaluate every pending request, publish the table."""
+    with exit_on_eval_error():
+        board = _board(endpoint, token, results_repo, requests_repo)
+        summary = board.run(max_file_bytes=max_file_mb << 20, on_event=typer.echo)
+    print_table(summary.table)
+    typer.echo(f"{len(summary.finished)} finished, {len(summary.failed)} failed")
+
+
+@leaderboard_app.command()
+def show(
+    plots: Annotated[Path | None, typer.Option("--plots", help="Also save the trade-off plots here.")] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown instead of tables.")] = False,
+    results_repo: ResultsRepoOption = "hubkit/leaderboard-results",
+    endpoint: EndpointOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Print the published leaderboard table (and save its plots)."""
+    from hubkit.leaderboard.board import to_markdown
+    from hubkit.leaderboard.plots import plot_all
+
+    with exit_on_eval_error():
+        table = _board(endpoint, token, results_repo, "unused/unused").published_table()
+    if markdown:
+        typer.echo(to_markdown(table))
+    else:
+        print_table(table)
+    if plots:
+        plots.mkdir(parents=True, exist_ok=True)
+        for name, png in plot_all(table).items():
+            (plots / name).write_bytes(png)
+            typer.echo(f"plot: {plots / name}")
+
+
+@leaderboard_app.command()
+def submit(
+    repo_id: Annotated[str, typer.Argument(help="Model repo to evaluate, namespace/name.")],
+    revision: Annotated[str | None, typer.Option(help="Branch, tag or commit sha.")] = None,
+    requests_repo: RequestsRepoOption = "hubkit/leaderboard-requests",
+    endpoint: EndpointOption = None,
+    token: TokenOption = None,
+) -> None:
+    """File an evaluation request (what the leaderboard Space's form does)."""
+    with exit_on_eval_error():
+        board = _board(endpoint, token, "unused/unused", requests_repo)
+        board.api.model_info(repo_id, revision=revision)
+        board.file_request(repo_id, revision, submitted_by="cli")
+    typer.echo(f"queued {repo_id}; `hubkit leaderboard run` evaluates it")

@@ -1,0 +1,298 @@
+"""Run a suite on a ready pipeline: generate its images with fixed seeds, judge them, compute its metrics.
+
+Method-independent: the pipeline arrives with its method already applied (see :mod:`hubkit.methods`).
+Images come out identical run after run: every image has its own seeded generator and the batches are cut
+from a fixed order, so the numbers reproduce to float precision on the same machine and library versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from hubkit.leaderboard.suite import MetricSpec, Prompt, Suite
+from hubkit.metrics import load_metric, qualified_labels
+from hubkit.world import shapes
+
+__all__ = ["SuiteResult", "run_suite"]
+
+
+@dataclass(frozen=True)
+class _Item:
+    point: int
+    group: str
+    prompt: Prompt
+    seed: int
+
+
+@dataclass
+class _Batch:
+    items: list[_Item]
+    images: np.ndarray  # (B, H, W, 3) uint8
+    unet_rows: int  # UNet input rows over the whole call (classifier-free guidance doubles them)
+    seconds: float
+    baseline_seconds: float | None
+    peak_memory_bytes: int
+
+
+@dataclass
+class SuiteResult:
+    metrics: dict[str, float]
+    details: dict[str, dict[str, Any]]
+    samples: list[dict[str, Any]]
+    settings: dict[str, Any]
+    generation_seconds: float
+    judge_seconds: float = 0.0
+    points: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _items(suite: Suite) -> list[_Item]:
+    return [
+        _Item(point, group, prompt, seed)
+        for point in range(len(suite.sweep_points()))
+        for group, prompts in suite.groups.items()
+        for prompt in prompts
+        for seed in prompt.seeds
+    ]
+
+
+def _batches(items: list[_Item], size: int) -> Iterator[list[_Item]]:
+    """Fixed-size batches that never mix sweep points (each point is one set of call settings)."""
+    for point in sorted({i.point for i in items}):
+        of_point = [i for i in items if i.point == point]
+        for start in range(0, len(of_point), size):
+            yield of_point[start : start + size]
+
+
+class _UnetCounter:
+    """Counts UNet input rows (one row = one image at one step, per guidance branch)."""
+
+    def __init__(self, unet: torch.nn.Module):
+        self.rows = 0
+        self._handle = unet.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs):
+        sample = args[0] if args else kwargs.get("sample")
+        self.rows += int(sample.shape[0])
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
+def _peak_memory_bytes(device: torch.device) -> int:
+    """Peak accelerator memory, or the process's peak resident set on a CPU (Linux reports KiB)."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _call(pipe, items: list[_Item], settings: dict[str, Any]) -> np.ndarray:
+    generators = [torch.Generator("cpu").manual_seed(item.seed) for item in items]
+    out = pipe(prompt=[i.prompt.text for i in items], generator=generators, output_type="np", **settings)
+    return (np.clip(out.images, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def _generate(
+    pipe, suite: Suite, method_settings: dict[str, Any], baseline_pipe, progress: bool
+) -> tuple[list[_Batch], list[dict[str, Any]]]:
+    points = [{**suite.call_settings, **method_settings, **point} for point in suite.sweep_points()]
+    baseline = {**suite.call_settings, **(suite.baseline or {})} if suite.baseline else None
+    items = _items(suite)
+    device = torch.device(getattr(pipe, "device", "cpu"))
+    counter = _UnetCounter(pipe.unet)
+    pipe.set_progress_bar_config(disable=True)
+    if baseline_pipe is not None:
+        baseline_pipe.set_progress_bar_config(disable=True)
+    batches = []
+    bar = tqdm(total=len(items), desc=f"{suite.key}: generating", unit="img", disable=not progress)
+    try:
+        for chunk in _batches(items, suite.batch_size):
+            rows_before = counter.rows
+            start = time.perf_counter()
+            images = _call(pipe, chunk, points[chunk[0].point])
+            seconds = time.perf_counter() - start
+            rows = counter.rows - rows_before
+            baseline_seconds = None
+            if baseline is not None and baseline_pipe is not None:
+                # Timed right after the method, batch by batch: machine noise hits both alike.
+                start = time.perf_counter()
+                _call(baseline_pipe, chunk, baseline)
+                baseline_seconds = time.perf_counter() - start
+            batches.append(_Batch(chunk, images, rows, seconds, baseline_seconds, _peak_memory_bytes(device)))
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+        counter.close()
+    return batches, points
+
+
+def _reference_images(prompts: list[Prompt], per_prompt: int, seed: int, size: int) -> np.ndarray:
+    """Real images of the prompts' (shape, colour) pairs, other attributes drawn at random from ``seed``."""
+    rng = random.Random(seed)
+    specs = [
+        shapes.ShapeSpec(
+            shape=p.labels["shape"],
+            colour=p.labels["colour"],
+            background=rng.choice(list(shapes.BACKGROUNDS)),
+            size=rng.choice(shapes.SIZES),
+            seed=rng.randrange(2**31),
+        )
+        for p in prompts
+        for _ in range(per_prompt)
+    ]
+    return shapes.render_batch(specs, size=size)
+
+
+class _Scorer:
+    """Judges images once and feeds each metric the rows of its group."""
+
+    def __init__(self, suite: Suite, judge, batches: list[_Batch]):
+        self.suite, self.judge = suite, judge
+        self.items = [item for b in batches for item in b.items]
+        self.batches = batches
+        images = np.concatenate([b.images for b in batches])
+        self.size = images.shape[1]
+        self.predictions = judge.predict(images)
+        self.features = judge.features(images).cpu().numpy().astype(np.float64)
+        self._metrics: dict[str, Any] = {}
+        self._references: dict[tuple[str, int, int], np.ndarray] = {}
+
+    def metric(self, name: str):
+        if name not in self._metrics:
+            self._metrics[name] = load_metric(name)
+        return self._metrics[name]
+
+    def rows(self, group: str, point: int) -> list[int]:
+        return [n for n, item in enumerate(self.items) if item.group == group and item.point == point]
+
+    def labels(self, rows: list[int], attributes: list[str]) -> tuple[list[str], list[str]]:
+        predicted = {a: [self.predictions[a][n] for n in rows] for a in attributes}
+        asked = {a: [self.items[n].prompt.labels[a] for n in rows] for a in attributes}
+        return qualified_labels(predicted), qualified_labels(asked)
+
+    def reference_features(self, spec: MetricSpec) -> np.ndarray:
+        ref = spec.reference or {}
+        key = (spec.group, int(ref.get("per_prompt", 16)), int(ref.get("seed", 0)))
+        if key not in self._references:
+            images = _reference_images(self.suite.groups[spec.group], key[1], key[2], self.size)
+            self._references[key] = self.judge.features(images).cpu().numpy().astype(np.float64)
+        return self._references[key]
+
+    def compute(self, spec: MetricSpec, point: int, artifact_facts: dict[str, int]) -> dict[str, Any]:
+        rows = self.rows(spec.group, point)
+        attributes = list(self.items[rows[0]].prompt.labels)
+        metric = self.metric(spec.metric)
+        compute: Callable[..., dict[str, Any]] = metric.compute
+        if spec.metric == "prompt_alignment":
+            predictions, references = self.labels(rows, attributes)
+            return compute(predictions=predictions, references=references, **spec.args)
+        if spec.metric == "concept_presence":
+            return compute(predictions=self.labels(rows, attributes)[0], **spec.args)
+        if spec.metric == "frechet_distance":
+            return compute(
+                predictions=self.features[rows], reference_features=self.reference_features(spec), **spec.args
+            )
+        if spec.metric == "image_fidelity":
+            raise ValueError("image_fidelity needs paired reference images; suites give it none yet")
+        if spec.metric == "sampling_cost":
+            batches = [b for b in self.batches if b.items[0].point == point]
+            if any(b.baseline_seconds is None for b in batches):
+                raise ValueError(f"suite {self.suite.name}: sampling_cost needs a 'baseline' in the suite")
+            return compute(
+                unet_evals=[b.unet_rows / len(b.items) for b in batches],
+                wall_time_s=[b.seconds for b in batches],
+                baseline_wall_time_s=[b.baseline_seconds for b in batches],
+                peak_memory_bytes=[b.peak_memory_bytes for b in batches],
+                **artifact_facts,
+                **spec.args,
+            )
+        raise ValueError(f"no input recipe for metric {spec.metric!r}")
+
+
+def _column(name: str, point: dict[str, Any], swept: bool) -> str:
+    return f"{name}@{next(iter(point.values()))}" if swept else name
+
+
+def _samples(scorer: _Scorer, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for n, item in enumerate(scorer.items):
+        batch = next(b for b in scorer.batches if item in b.items)
+        image = batch.images[batch.items.index(item)]
+        rows.append(
+            {
+                "group": item.group,
+                "prompt": item.prompt.text,
+                "seed": item.seed,
+                "settings": ", ".join(f"{k}={v}" for k, v in points[item.point].items()),
+                **{f"asked_{k}": v for k, v in item.prompt.labels.items()},
+                **{f"judged_{k}": scorer.predictions[k][n] for k in scorer.predictions},
+                "image_sha256": hashlib.sha256(image.tobytes()).hexdigest(),
+            }
+        )
+    return rows
+
+
+def run_suite(
+    pipe,
+    suite: Suite,
+    judge,
+    *,
+    method_settings: dict[str, Any] | None = None,
+    baseline_pipe=None,
+    artifact_facts: dict[str, int] | None = None,
+    progress: bool = True,
+) -> SuiteResult:
+    """Generate the suite's images with ``pipe``, judge them and compute every metric of the suite.
+
+    ``method_settings`` (from the method) override the suite's call settings, except swept ones;
+    ``baseline_pipe`` is timed batch by batch beside ``pipe`` when the suite has a ``baseline``.
+    """
+    start = time.perf_counter()
+    batches, points = _generate(pipe, suite, method_settings or {}, baseline_pipe, progress)
+    generation_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    scorer = _Scorer(suite, judge, batches)
+    swept = bool(suite.sweep)
+    metrics: dict[str, float] = {}
+    details: dict[str, dict[str, Any]] = {}
+    for p, swept_setting in enumerate(suite.sweep_points()):
+        for spec in suite.metrics:
+            values = scorer.compute(spec, p, artifact_facts or {})
+            details[_column(f"{spec.metric}/{spec.group}", swept_setting, swept)] = values
+            for key, column in spec.outputs.items():
+                if key not in values:
+                    raise ValueError(f"metric {spec.metric} gave no {key!r} (it gave {sorted(values)})")
+                metrics[_column(column, swept_setting, swept)] = float(values[key])
+        of_point = [b for b in batches if b.items[0].point == p]
+        evals = sum(b.unet_rows for b in of_point) / sum(len(b.items) for b in of_point)
+        metrics.setdefault(_column("unet_evals", swept_setting, swept), float(evals))
+    settings = {
+        "batch_size": suite.batch_size,
+        "images": len(scorer.items),
+        "scheduler": type(pipe.scheduler).__name__,
+        "dtype": str(pipe.unet.dtype).removeprefix("torch."),
+        "device": str(torch.device(getattr(pipe, "device", "cpu"))),
+        **({"sweep": suite.sweep} if swept else {}),
+        **(points[0] if not swept else {k: v for k, v in points[0].items() if k not in suite.sweep}),
+        **({"baseline": suite.baseline} if suite.baseline else {}),
+    }
+    return SuiteResult(
+        metrics=metrics,
+        details=details,
+        samples=_samples(scorer, points),
+        settings=settings,
+        generation_seconds=generation_seconds,
+        judge_seconds=time.perf_counter() - start,
+        points=points,
+    )

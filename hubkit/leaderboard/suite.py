@@ -1,0 +1,247 @@
+"""Evaluation suites as data: which prompts, seeds, settings and metrics, versioned.
+
+A suite is a JSON file (``hubkit/leaderboard/suites/<name>.json``, or any path): generation settings, seeds,
+named prompt *groups* and the metrics computed on each group. Prompts are expanded from the reference
+world's vocabulary, so a suite names attribute pairs and templates rather than listing sentences. Change a
+suite's content → bump its ``version``: records carry both the version and a digest of the content, and a
+test pins the digest of each shipped version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hubkit.world import shapes
+
+SUITES_DIR = Path(__file__).resolve().parent / "suites"
+
+__all__ = ["SUITES_DIR", "Prompt", "Suite", "SuiteError", "available_suites", "load_suite", "suite_key"]
+
+
+class SuiteError(ValueError):
+    """A suite file or its parameters are invalid; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt of a group and the attribute values it asks for (what the judge should read)."""
+
+    text: str
+    labels: dict[str, str]
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    metric: str
+    group: str
+    outputs: dict[str, str]
+    args: dict[str, Any] = field(default_factory=dict)
+    reference: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    version: int
+    description: str
+    dataset: str
+    params: dict[str, str]
+    generation: dict[str, Any]
+    sweep: dict[str, list[Any]]
+    baseline: dict[str, Any] | None
+    groups: dict[str, list[Prompt]]
+    metrics: list[MetricSpec]
+    digest: str
+
+    @property
+    def key(self) -> str:
+        return suite_key(self.name, self.params)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.generation.get("batch_size", 16))
+
+    @property
+    def call_settings(self) -> dict[str, Any]:
+        return {k: v for k, v in self.generation.items() if k != "batch_size"}
+
+    def sweep_points(self) -> list[dict[str, Any]]:
+        """Settings of each sweep point (one empty dict when the suite has no sweep)."""
+        if not self.sweep:
+            return [{}]
+        (name, values), *rest = self.sweep.items()
+        if rest:
+            raise SuiteError(f"suite {self.name}: one swept setting at most, got {list(self.sweep)}")
+        return [{name: value} for value in values]
+
+    @property
+    def n_images(self) -> int:
+        per_point = sum(len(p.seeds) for prompts in self.groups.values() for p in prompts)
+        return per_point * len(self.sweep_points())
+
+
+def suite_key(name: str, params: dict[str, str]) -> str:
+    """``shapes-erasure`` + ``{"concept": "red"}`` → ``shapes-erasure_concept-red`` (file- and repo-safe)."""
+    return "_".join([name, *(f"{k}-{v}" for k, v in sorted(params.items()))]).replace(" ", "-")
+
+
+def available_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.json"))
+
+
+def _read(name_or_path: str | Path) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if path.suffix != ".json":
+        path = SUITES_DIR / f"{name_or_path}.json"
+        if not path.is_file():
+            raise SuiteError(
+                f"unknown suite {name_or_path!r}; shipped suites: {', '.join(available_suites())}"
+            )
+    if not path.is_file():
+        raise SuiteError(f"suite file {path} does not exist")
+    text = path.read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SuiteError(f"suite file {path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise SuiteError(f"suite file {path} must hold a JSON object")
+    return data
+
+
+def _digest(data: dict[str, Any], params: dict[str, str], groups: dict[str, list[Prompt]]) -> str:
+    """sha256 of everything that shapes the numbers: the file, the parameters and the expanded prompts
+    (so a change of the world's vocabulary shows too)."""
+    expanded = {g: [[p.text, p.labels, list(p.seeds)] for p in prompts] for g, prompts in groups.items()}
+    canonical = json.dumps([data, params, expanded], sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def load_suite(name_or_path: str | Path, params: dict[str, str] | None = None) -> Suite:
+    """Load a shipped suite by name (``shapes-quality``) or a suite file by path, with its parameters."""
+    data = _read(name_or_path)
+    for key in ("name", "version", "groups", "metrics"):
+        if key not in data:
+            raise SuiteError(f"suite {name_or_path}: missing key {key!r}")
+    name = str(data["name"])
+    params = {str(k): str(v) for k, v in (params or {}).items()}
+    declared = data.get("parameters") or {}
+    if set(params) != set(declared):
+        missing, extra = sorted(set(declared) - set(params)), sorted(set(params) - set(declared))
+        raise SuiteError(
+            f"suite {name} takes parameters {sorted(declared) or 'none'}"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unknown {extra}" if extra else "")
+        )
+    context = _context(data, params)
+    seeds = tuple(int(s) for s in data.get("seeds", [0]))
+    groups = {
+        group: _expand(name, group, spec, seeds, context) for group, spec in dict(data["groups"]).items()
+    }
+    metrics = [_metric(name, spec, groups, context) for spec in data["metrics"]]
+    return Suite(
+        name=name,
+        version=int(data["version"]),
+        description=str(data.get("description", "")),
+        dataset=str(data.get("dataset", "")),
+        params=params,
+        generation=dict(data.get("generation") or {}),
+        sweep={str(k): list(v) for k, v in (data.get("sweep") or {}).items()},
+        baseline=data.get("baseline"),
+        groups=groups,
+        metrics=metrics,
+        digest=_digest(data, params, groups),
+    )
+
+
+def _context(data: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+    """Parameters plus what follows from them: the concept's attribute and its neighbours."""
+    context: dict[str, Any] = dict(params)
+    concept = params.get("concept")
+    if concept is None:
+        return context
+    attribute = next((a for a, values in shapes.ATTRIBUTES.items() if concept in values), None)
+    if not concept.strip() or attribute not in ("shape", "colour"):
+        known = [*shapes.COLOURS, *shapes.SHAPES]
+        raise SuiteError(
+            f"concept {concept!r} is not a colour or shape of the world; known: {', '.join(known)}"
+        )
+    neighbours = (data.get("neighbours") or {}).get(concept)
+    if not neighbours:
+        raise SuiteError(f"suite {data['name']} lists no neighbours for concept {concept!r}")
+    context.update(attribute=attribute, neighbours=list(neighbours))
+    return context
+
+
+def _pairs(kind: str) -> list[tuple[str, str]]:
+    if kind == "trained":
+        return shapes.trained_pairs()
+    if kind == "held_out":
+        return list(shapes.HELD_OUT_PAIRS)
+    if kind == "all":
+        return [(s, c) for s in shapes.SHAPES for c in shapes.COLOURS]
+    raise SuiteError(f"pairs must be trained, held_out or all, not {kind!r}")
+
+
+def _select(pairs: list[tuple[str, str]], mode: str | None, context: dict[str, Any]) -> list[tuple[str, str]]:
+    """The pairs a group wants relative to the suite's concept (``with``, ``neighbours``, ``unrelated``)."""
+    if mode is None:
+        return pairs
+    if "concept" not in context:
+        raise SuiteError("a group selects by concept but the suite has no concept parameter")
+    index = 0 if context["attribute"] == "shape" else 1
+    concept, neighbours = context["concept"], set(context["neighbours"])
+    keep = {
+        "with": lambda v: v == concept,
+        "neighbours": lambda v: v in neighbours,
+        "unrelated": lambda v: v != concept and v not in neighbours,
+    }
+    if mode not in keep:
+        raise SuiteError(f"concept selection must be with, neighbours or unrelated, not {mode!r}")
+    return [p for p in pairs if keep[mode](p[index])]
+
+
+def _expand(
+    suite: str, group: str, spec: dict[str, Any], seeds: tuple[int, ...], context: dict[str, Any]
+) -> list[Prompt]:
+    template = str(spec.get("template", "a {colour} {shape}"))
+    group_seeds = tuple(int(s) for s in spec.get("seeds", seeds))
+    pairs = _select(_pairs(str(spec.get("pairs", "trained"))), spec.get("concept"), context)
+    paraphrase = spec.get("paraphrase")
+    if paraphrase == "concept":
+        paraphrase = context.get("attribute")
+    prompts = []
+    for shape, colour in pairs:
+        labels = {"shape": shape, "colour": colour}
+        variants = [labels]
+        if paraphrase is not None:
+            if paraphrase not in shapes.SYNONYMS:
+                raise SuiteError(f"suite {suite}, group {group}: cannot paraphrase {paraphrase!r}")
+            words = shapes.SYNONYMS[paraphrase][labels[paraphrase]][: int(spec.get("per_word", 2))]
+            variants = [dict(labels, **{paraphrase: word}) for word in words]
+        prompts.extend(Prompt(template.format(**fields), labels, group_seeds) for fields in variants)
+    if not prompts:
+        raise SuiteError(f"suite {suite}: group {group!r} has no prompts")
+    return prompts
+
+
+def _metric(
+    suite: str, spec: dict[str, Any], groups: dict[str, list[Prompt]], context: dict[str, Any]
+) -> MetricSpec:
+    from hubkit.metrics import METRICS
+
+    metric, group = spec.get("metric"), spec.get("group")
+    if metric not in METRICS:
+        raise SuiteError(f"suite {suite}: unknown metric {metric!r}; available: {', '.join(sorted(METRICS))}")
+    if group not in groups:
+        raise SuiteError(f"suite {suite}: metric {metric} names unknown group {group!r}")
+    outputs = spec.get("outputs")
+    if not outputs:
+        raise SuiteError(f"suite {suite}: metric {metric} on {group} names no outputs")
+    args = {k: v.format(**context) if isinstance(v, str) else v for k, v in (spec.get("args") or {}).items()}
+    return MetricSpec(metric, group, dict(outputs), args, spec.get("reference"))
