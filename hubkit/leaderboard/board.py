@@ -282,24 +282,42 @@ def records_table(all_records: list[dict[str, Any]]) -> pd.DataFrame:
     return table[ID_COLUMNS + metric_columns]
 
 
+@dataclass
+class SuiteSection:
+    """One suite's rows of the table, as shown: its title, columns (metrics last) and formatted cells."""
+
+    title: str
+    columns: list[str]
+    metrics: list[str]
+    cells: list[list[str]]
+
+
+def suite_sections(table: pd.DataFrame) -> list[SuiteSection]:
+    """The table split by suite, each with only the metric columns that suite has."""
+    sections = []
+    for suite, rows in table.groupby("suite", sort=True):
+        metrics = [c for c in rows.columns if c not in ID_COLUMNS and rows[c].notna().any()]
+        columns = ["model", "revision", "method", "params", *metrics]
+        cells = [[format_cell(row[c], c) for c in columns] for _, row in rows.iterrows()]
+        title = f"{suite} (v{int(rows['suite_version'].iloc[0])})"
+        sections.append(SuiteSection(title, columns, metrics, cells))
+    return sections
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     """The table as GitHub Markdown, one section per suite, only the metrics that suite has."""
     if table.empty:
         return "# hubkit leaderboard\n\nNo results yet: run `hubkit leaderboard run`.\n"
     lines = ["# hubkit leaderboard", ""]
-    for suite, rows in table.groupby("suite", sort=True):
-        metrics = [c for c in rows.columns if c not in ID_COLUMNS and rows[c].notna().any()]
-        columns = ["model", "revision", "method", "params", *metrics]
-        lines += [f"## {suite} (v{int(rows['suite_version'].iloc[0])})", ""]
-        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        for _, row in rows.iterrows():
-            cells = [_cell(row[c], c) for c in columns]
-            lines.append("| " + " | ".join(cells) + " |")
+    for section in suite_sections(table):
+        lines += [f"## {section.title}", ""]
+        lines += ["| " + " | ".join(section.columns) + " |", "|" + "---|" * len(section.columns)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in section.cells]
         lines.append("")
     return "\n".join(lines)
 
 
-def _cell(value: Any, column: str) -> str:
+def format_cell(value: Any, column: str) -> str:
     if column == "revision":
         return str(value or "local")[:7]
     if isinstance(value, float):

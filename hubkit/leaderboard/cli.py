@@ -126,20 +126,18 @@ def print_table(table) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from hubkit.leaderboard.board import ID_COLUMNS, _cell
+    from hubkit.leaderboard.board import suite_sections
 
     console = Console()
     if table.empty:
         console.print("No results yet: run `hubkit leaderboard run`.")
         return
-    for suite, rows in table.groupby("suite", sort=True):
-        metrics = [c for c in rows.columns if c not in ID_COLUMNS and rows[c].notna().any()]
-        columns = ["model", "revision", "method", "params", *metrics]
-        view = Table(title=f"{suite} (v{int(rows['suite_version'].iloc[0])})")
-        for column in columns:
-            view.add_column(column, justify="right" if column in metrics else "left")
-        for _, row in rows.iterrows():
-            view.add_row(*(_cell(row[c], c) for c in columns))
+    for section in suite_sections(table):
+        view = Table(title=section.title)
+        for column in section.columns:
+            view.add_column(column, justify="right" if column in section.metrics else "left")
+        for cells in section.cells:
+            view.add_row(*cells)
         console.print(view)
 
 

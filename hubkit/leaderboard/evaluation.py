@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import tempfile
 import time
@@ -341,7 +340,3 @@ def push_record(api: HfApi, record: dict[str, Any], samples: list[dict[str, Any]
         commit_message=f"Results of {record['model']['id']} on {record['suite']['key']}",
     )
     return info.oid
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())

@@ -89,6 +89,7 @@ def test_eval_of_someone_elses_repo_opens_a_pull_request(hub, base_repo) -> None
 def test_eval_no_push_and_bad_input(hub, base_repo, tmp_path) -> None:
     runner = CliRunner()
     common = ["--endpoint", hub.url, "--token", hub.users["alice"]]
+    hub.api("alice").create_repo("alice/results", repo_type="dataset", exist_ok=True)  # whatever ran first
     files_before = hub.api("alice").list_repo_files("alice/results", repo_type="dataset")
     head = hub.api("alice").model_info(base_repo).sha
     out = runner.invoke(
