@@ -124,6 +124,19 @@ def _add_command_groups() -> None:
     app.command("eval")(eval_command)
     app.add_typer(leaderboard_app, name="leaderboard", help="Evaluate hubkit repos on the Hub and rank them.")
     app.add_typer(space_app, name="space", help="Gradio Spaces: publish them.")
+    app.add_typer(_train_app(), name="train", help="Train a method's artifact (one command per method).")
+
+
+def _train_app() -> typer.Typer:
+    """One ``hubkit train <method>`` command per registered method that trains (hubkit.methods)."""
+    from hubkit.methods import available_methods
+
+    train_app = command_group("train", "Train a method's artifact into a folder to publish.")
+    for name, cls in available_methods().items():
+        command = cls().train_command()
+        if command is not None:
+            train_app.command(name)(command)
+    return train_app
 
 
 _add_command_groups()

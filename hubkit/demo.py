@@ -1,5 +1,6 @@
 """``make demo``: the embedded Hub, the reference world on it, the base model sampled with stock diffusers,
-the metrics published, the leaderboard run (baseline rows), and the leaderboard Space launched on localhost.
+SPMs erasing red and triangle trained (or reused) and published, the metrics published, the leaderboard run,
+and the leaderboard Space launched on localhost.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ BASE_MODEL = "hubkit/tiny-sd-shapes"
 GRID_PATH = Path(".demo") / "tiny-sd-shapes-grid.png"
 PLOTS_DIR = Path(".demo") / "plots"
 SPACE_REPO = "hubkit/leaderboard"
+SPM_CONCEPTS = ("red", "triangle")
+SPM_DIR = Path(".demo")
 SPACE_FOLDER = Path(__file__).resolve().parents[1] / "spaces" / "leaderboard"
 
 console = Console()
@@ -53,6 +56,7 @@ def main() -> None:
     sample_grid(pipe, DEMO_PROMPTS, out=GRID_PATH)
     console.print(f"Grid of {len(DEMO_PROMPTS)} prompts × 4 seeds: [green]{GRID_PATH.resolve()}[/]")
 
+    publish_spms(hub)
     run_leaderboard(hub)
     space_url = launch_space(hub)
 
@@ -73,6 +77,53 @@ def main() -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+def publish_spms(hub) -> None:
+    """Train (or reuse) the SPMs erasing ``red`` and ``triangle`` and publish them; the base model gets the
+    matching shapes-erasure baseline rows so the leaderboard compares like with like."""
+    from huggingface_hub import HfApi
+
+    from hubkit.adapters.spm import SPMConfig
+    from hubkit.adapters.spm.cli import train_to_folder
+    from hubkit.hub import publish
+    from hubkit.leaderboard.board import Leaderboard
+    from hubkit.leaderboard.evaluation import evaluate
+    from hubkit.leaderboard.suite import load_suite
+
+    console.rule("[bold]SPM concept erasure")
+    api = HfApi(endpoint=hub.url, token=os.environ["HF_TOKEN"])
+    for concept in SPM_CONCEPTS:
+        repo_id = f"hubkit/spm-{concept}"
+        if api.repo_exists(repo_id) and api.file_exists(repo_id, "hubkit.json"):
+            console.print(f"{repo_id} is on the Hub: reused")
+            continue
+        folder = SPM_DIR / f"spm-{concept}"
+        if not (folder / "README.md").is_file():
+            console.print(
+                f"Training the SPM erasing {concept!r} on {BASE_MODEL} (hubkit train spm defaults)…"
+            )
+            # HUBKIT_DEMO_SPM_STEPS shortens training (the tests' smoke run); defaults meet the acceptance.
+            steps = (
+                {"steps": int(os.environ["HUBKIT_DEMO_SPM_STEPS"])}
+                if "HUBKIT_DEMO_SPM_STEPS" in os.environ
+                else {}
+            )
+            config = SPMConfig(concepts=[concept], **steps)
+            facts = train_to_folder(BASE_MODEL, config, folder, repo_id=repo_id, force=True)
+            console.print(
+                f"  {facts['parameters']:,} parameters, {facts['file_bytes']:,} bytes, "
+                f"{facts['train_seconds']:.0f} s"
+            )
+        result = publish(folder, repo_id, endpoint=hub.url)
+        console.print(f"Published {repo_id} @ {result.commit[:12]}")
+    board = Leaderboard(api)
+    done = {(r["model"]["id"], r["suite"]["key"]) for r in board.records()}
+    for concept in SPM_CONCEPTS:
+        suite = load_suite("shapes-erasure", {"concept": concept})
+        if (BASE_MODEL, suite.key) not in done:
+            console.print(f"Baseline: {BASE_MODEL} on {suite.key}")
+            evaluate(BASE_MODEL, suite, endpoint=hub.url, progress=False)
 
 
 def run_leaderboard(hub) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
@@ -127,6 +128,10 @@ class Method:
     def default_suites(self, artifact: Artifact) -> list[tuple[str, dict[str, Any]]]:
         """The leaderboard's suites for this artifact, as ``(suite name, parameters)``."""
         return [("shapes-quality", {})]
+
+    def train_command(self) -> Callable[..., None] | None:
+        """The Typer command behind ``hubkit train <name>``, for methods that train artifacts."""
+        return None
 
 
 class DiffusersPipeline(Method):

@@ -137,6 +137,7 @@ def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
         "HF_HOME": str(tmp_path / "hf"),
         "HF_ENDPOINT": "",
         "HF_TOKEN": "",
+        "HUBKIT_DEMO_SPM_STEPS": "3",  # smoke-run SPM training; bench/spm_erasure.py measures the defaults
     }
     env = {k: v for k, v in {**os.environ, **env}.items() if v != ""}
     run = {"capture_output": True, "text": True, "env": env, "timeout": 900, "cwd": tmp_path}
@@ -149,6 +150,13 @@ def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
         assert grid.width > 4 * 96 and grid.height >= 8 * 96  # 8 prompts × 4 seeds, upscaled 3×
         # The leaderboard: the base model evaluated (its baseline row), the table printed, the Space serving.
         assert "finished hubkit/tiny-sd-shapes" in out.stdout and "shapes-quality (v1)" in out.stdout
+        # The SPMs: trained, published, evaluated on quality and on erasing their concept, beside the base.
+        for concept in ("red", "triangle"):
+            assert (
+                f"Published hubkit/spm-{concept}" in out.stdout
+                and f"finished hubkit/spm-{concept}" in out.stdout
+            )
+        assert "shapes-erasure" in out.stdout
         assert (tmp_path / ".demo" / "plots" / "quality_vs_cost.png").stat().st_size > 1000
         space_url = f"http://127.0.0.1:{space_port}/"
         assert space_url in out.stdout
@@ -162,6 +170,7 @@ def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
         again = subprocess.run([sys.executable, "-m", "hubkit.demo"], **run)
         assert again.returncode == 0, again.stdout + again.stderr
         assert "queued   hubkit/" not in again.stdout and "running  hubkit/" not in again.stdout
+        assert "hubkit/spm-red is on the Hub: reused" in again.stdout
         assert "shapes-quality (v1)" in again.stdout
         assert {r: len(api.list_repo_commits(r)) for r in repos} == commits
     finally:
