@@ -158,12 +158,16 @@ class SPMNetwork(nn.Module):
     # -- switching --------------------------------------------------------------------------------------
     @contextmanager
     def disabled(self) -> Iterator[None]:
-        """Every membrane off: the frozen base model's prediction."""
+        """Every membrane off: the frozen base model's prediction (merged deltas are taken out meanwhile)."""
+        merged = self._merged_scales
+        self.unmerge()
         previous, self.enabled = self.enabled, False
         try:
             yield
         finally:
             self.enabled = previous
+            if merged is not None:
+                self.merge(merged)
 
     def merge(self, scales: Sequence[float]) -> None:
         """Add Σ_i s_i·ΔW_i into the base weights (one value per active SPM): no per-step cost while merged.

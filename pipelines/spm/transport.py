@@ -81,7 +81,8 @@ class FacilitatedTransport:
         self.concepts: dict[str, list[str]] = {}
         self._concept_embeds: dict[str, torch.Tensor] = {}
         self._concept_tokens: dict[str, list[set[int]]] = {}
-        self.last_permeability: dict[str, list[float]] = {}
+        self.last_permeability: dict[str, list[float]] = {}  # m per SPM per prompt, of the last call
+        self.last_scales: dict[str, list[float]] = {}  # the scale each SPM got per prompt (m**power·scale)
         self._encode_prompt = pipe.encode_prompt
         pipe.encode_prompt = self._encode_with_transport  # instance attribute: the class stays stock
 
@@ -132,6 +133,8 @@ class FacilitatedTransport:
         self, prompts: Sequence[str] | None = None, prompt_embeds: torch.Tensor | None = None
     ) -> dict[str, list[float]]:
         """Each SPM's permeability m for each prompt (before ``power``)."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
         if prompt_embeds is None:
             if prompts is None:
                 raise ValueError("give prompts or prompt_embeds")
@@ -162,6 +165,7 @@ class FacilitatedTransport:
             return
         if not self.enabled:
             self.last_permeability = {}
+            self.last_scales = {n: [float(self.scale)] for n in self.names}
             self._apply(torch.full((len(self.names),), float(self.scale)), rows=None)
             return
         prompts = [prompt] if isinstance(prompt, str) else (list(prompt) if prompt is not None else None)
@@ -169,6 +173,7 @@ class FacilitatedTransport:
         m = self.permeability(prompts, per_prompt_embeds)
         self.last_permeability = m
         scales = torch.tensor([m[n] for n in self.names]).T ** self.power * self.scale  # [P, n]
+        self.last_scales = {n: scales[:, i].tolist() for i, n in enumerate(self.names)}
         scales = scales.repeat_interleave(per_prompt, dim=0)
         rows = torch.cat([scales, scales]) if cfg else scales  # the unconditional half first, as diffusers
         self._apply(rows[0], rows=None) if bool((rows == rows[0]).all()) else self._apply(None, rows=rows)
@@ -211,7 +216,8 @@ def _local_or_download(
 
 
 def _default_name(source: str | os.PathLike[str], taken: list[str]) -> str:
-    base = Path(str(source)).name.removesuffix(".safetensors") or "spm"
+    # Parameter names cannot hold "." (torch): "ns/spm.v1" becomes "spm_v1".
+    base = Path(str(source)).name.removesuffix(".safetensors").replace(".", "_") or "spm"
     name, i = base, 1
     while name in taken:
         i += 1
@@ -224,13 +230,14 @@ def load_spm(
     source: str | os.PathLike[str],
     adapter_name: str | None = None,
     *,
-    transport: bool = True,
+    transport: bool | None = None,
     power: float | None = None,
     **kwargs: Any,
 ) -> FacilitatedTransport:
     """Load an SPM onto a stock pipeline (``pipe.spm`` keeps them); call again to add more SPMs.
 
-    ``transport=False`` applies every SPM at full strength on every prompt (what ``load_lora_weights`` does).
+    ``transport=False`` applies every SPM at full strength on every prompt (what ``load_lora_weights`` does);
+    the setting holds for every SPM on the pipeline (``pipe.spm.enabled``); ``None`` keeps it (on at first).
     """
     ft = getattr(pipe, "spm", None)
     if ft is None:
@@ -244,7 +251,8 @@ def load_spm(
         if not ft.names:
             ft.unload()
         raise
-    ft.enabled = transport
+    if transport is not None:
+        ft.enabled = transport
     return ft
 
 

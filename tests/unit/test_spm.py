@@ -268,3 +268,20 @@ def test_save_is_atomic_when_writing_fails(pipe, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         save_spm(folder, spm.weights, spm.config)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no temp files, old files whole
+
+
+def test_disabled_gives_the_base_model_while_deltas_are_merged(pipe, tmp_path):
+    folder = _trained(pipe, tmp_path)
+    emb = _emb(pipe, ["a red circle"])
+    base = _unet_out(pipe, emb)
+    ft = load_spm(pipe, folder)
+    try:
+        ft._set_scales("a red circle", emb, 1, False)  # a single str prompt: one prompt, merged
+        assert ft.network._merged and ft.last_scales[folder.name] == [pytest.approx(1.0)]
+        assert not torch.equal(_unet_out(pipe, emb), base)
+        with ft.network.disabled():
+            assert torch.equal(_unet_out(pipe, emb), base)
+        assert ft.network._merged  # merged again afterwards
+        assert len(ft.permeability("a red circle")[folder.name]) == 1
+    finally:
+        unload_spm(pipe)
