@@ -35,6 +35,7 @@ lint: install
 bench: install
 	$(PY) bench/bench_transfer.py
 	$(PY) bench/bench_eval.py
+	$(PY) bench/bench_spm.py
 
 clean:
 	rm -rf $(VENV) .demo .bench .pytest_cache
