@@ -151,8 +151,10 @@ def repo_name(request: pytest.FixtureRequest) -> str:
 SPACES_DIR = Path(__file__).resolve().parents[1] / "spaces"
 
 
-def start_space(tmp: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str, Path]:
-    """Start the Space as a subprocess; return it, its URL and its log once it answers."""
+def start_space(
+    tmp: Path, env: dict[str, str], space: str = "leaderboard"
+) -> tuple[subprocess.Popen, str, Path]:
+    """Start ``spaces/<space>/app.py`` as a subprocess; return it, its URL and its log once it answers."""
     import socket
 
     with socket.socket() as sock:
@@ -170,7 +172,7 @@ def start_space(tmp: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str, 
     }
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, str(SPACES_DIR / "leaderboard" / "app.py")],
+            [sys.executable, str(SPACES_DIR / space / "app.py")],
             env=full_env,
             cwd=tmp,
             stdout=out,
@@ -186,7 +188,7 @@ def start_space(tmp: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str, 
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 stop_space(proc)
-                pytest.fail(f"the leaderboard Space did not start:\n{log.read_text()[-4000:]}")
+                pytest.fail(f"the {space} Space did not start:\n{log.read_text()[-4000:]}")
             time.sleep(0.2)
 
 
@@ -198,3 +200,46 @@ def stop_space(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def tiny_spm(pipe, concepts: list[str], boost: float, steps: int = 2, **config) -> tuple[dict, object]:
+    """An SPM trained a couple of steps on ``pipe``: (weights, config). A few steps barely move B away from
+    zero, so B is scaled by ``boost`` to make the SPM's effect visible in outputs."""
+    from hubkit.adapters.spm import SPMConfig, train_spm
+
+    cfg = SPMConfig(
+        concepts=list(concepts), steps=steps, batch_size=2, sampling_steps=4, anchors_per_step=1, **config
+    )
+    result = train_spm(pipe, cfg, progress=False)
+    weights = {p: (d, u * boost, a) for p, (d, u, a) in result.network.adapter_weights("spm").items()}
+    result.network.detach_hooks()
+    return weights, cfg
+
+
+def publish_tiny_spms(hub, tmp: Path, spms: dict[str, str], boost: float, extra: dict | None = None) -> None:
+    """alice's base model (tiny-sd-shapes) and a tiny SPM per ``{repo: concept}`` on the test Hub, each with
+    its card; ``extra`` maps more repo ids to a function of the red SPM's (weights, config)."""
+    import torch
+    from hubkit.adapters.spm import save_spm
+    from hubkit.adapters.spm.card import spm_card
+
+    from hubkit.hub import publish
+    from hubkit.world.base_model import assemble_pipeline
+    from hubkit.world.publish import publish_world
+
+    base, token = "alice/tiny-sd-shapes", hub.users["alice"]
+    publish_world(endpoint=hub.url, token=token, namespace="alice", only=["tiny-sd-shapes"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared 2-core machine: one thread is far faster than two fighting
+    try:
+        pipe = assemble_pipeline()  # the weights published as tiny-sd-shapes
+        trained = {repo: tiny_spm(pipe, [concept], boost) for repo, concept in spms.items()}
+    finally:
+        torch.set_num_threads(threads)
+    first = next(iter(trained.values()))
+    trained.update({repo: make(*first) for repo, make in (extra or {}).items()})
+    for repo, (weights, config) in trained.items():
+        folder = tmp / repo.split("/")[1]
+        save_spm(folder, weights, config, {"base_model": base})
+        spm_card(config, base, repo).save(str(folder / "README.md"))
+        publish(folder, repo, endpoint=hub.url, token=token)

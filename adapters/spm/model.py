@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,11 +17,23 @@ from torch import nn
 from .config import SPMConfig
 from .layer import SPMLayer
 
-__all__ = ["SPMError", "SPMNetwork", "find_targets"]
+__all__ = ["SPMError", "SPMNetwork", "check_pipeline", "find_targets"]
 
 
 class SPMError(ValueError):
     """An SPM cannot be trained, loaded or applied (wrong base model, corrupt file, bad concept...)."""
+
+
+def check_pipeline(pipe: Any) -> None:
+    """SPMs need a text-to-image pipeline with ``encode_prompt`` and a cross-attention UNet."""
+    unet = getattr(pipe, "unet", None)
+    if unet is None or not hasattr(pipe, "encode_prompt"):
+        raise SPMError(
+            f"unsupported base pipeline {type(pipe).__name__}: SPM needs a text-to-image pipeline with a "
+            "cross-attention UNet and encode_prompt (e.g. StableDiffusionPipeline)"
+        )
+    if getattr(unet.config, "cross_attention_dim", None) is None:
+        raise SPMError(f"unsupported base architecture {type(unet).__name__}: no cross-attention")
 
 
 def _block_types(names: Sequence[str]) -> tuple[type, ...]:
@@ -168,6 +181,11 @@ class SPMNetwork(nn.Module):
             self.enabled = previous
             if merged is not None:
                 self.merge(merged)
+
+    @property
+    def merged_scales(self) -> list[float] | None:
+        """The per-SPM scales merged into the base weights now, or None."""
+        return self._merged_scales
 
     def merge(self, scales: Sequence[float]) -> None:
         """Add Σ_i s_i·ΔW_i into the base weights (one value per active SPM): no per-step cost while merged.

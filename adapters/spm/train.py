@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import SPMConfig
-from .model import SPMError, SPMNetwork
+from .model import SPMNetwork, check_pipeline
 
 __all__ = ["TrainResult", "random_anchors", "train_spm"]
 
@@ -107,17 +107,6 @@ def _encode(pipe: Any, texts: list[str], device: torch.device) -> torch.Tensor:
         return pipe.encode_prompt(texts, device, 1, False)[0].detach()
 
 
-def _check_pipeline(pipe: Any) -> None:
-    unet = getattr(pipe, "unet", None)
-    if unet is None or not hasattr(pipe, "encode_prompt"):
-        raise SPMError(
-            f"unsupported base pipeline {type(pipe).__name__}: SPM needs a text-to-image pipeline with a "
-            "cross-attention UNet and encode_prompt (e.g. StableDiffusionPipeline)"
-        )
-    if getattr(unet.config, "cross_attention_dim", None) is None:
-        raise SPMError(f"unsupported base architecture {type(unet).__name__}: no cross-attention")
-
-
 def train_spm(
     pipe: Any,
     config: SPMConfig,
@@ -131,7 +120,7 @@ def train_spm(
     from diffusers import DDIMScheduler
     from diffusers.optimization import get_cosine_schedule_with_warmup
 
-    _check_pipeline(pipe)
+    check_pipeline(pipe)
     accelerator = accelerator or Accelerator()
     device = accelerator.device
     unet = pipe.unet.to(device)

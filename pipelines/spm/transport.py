@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from hubkit.adapters.spm.model import SPMError, SPMNetwork
+from hubkit.adapters.spm.model import SPMError, SPMNetwork, check_pipeline
 from hubkit.adapters.spm.serialization import HUBKIT_JSON, WEIGHT_NAME, read_spm, resolve_kohya_paths
 
 __all__ = ["FacilitatedTransport", "load_spm", "permeability", "unload_spm"]
@@ -69,10 +69,7 @@ class FacilitatedTransport:
     """
 
     def __init__(self, pipe: Any, power: float = 2.0):
-        if getattr(pipe, "unet", None) is None or not hasattr(pipe, "encode_prompt"):
-            raise SPMError(
-                f"{type(pipe).__name__} has no UNet / encode_prompt: SPMs need a text-to-image pipeline"
-            )
+        check_pipeline(pipe)
         self.pipe = pipe
         self.network = SPMNetwork(pipe.unet)
         self.enabled = True
@@ -182,7 +179,7 @@ class FacilitatedTransport:
         network = self.network
         if uniform is not None:
             network.scales = None
-            if network._merged_scales != uniform.tolist():
+            if network.merged_scales != uniform.tolist():
                 network.merge(uniform.tolist())
         else:
             network.unmerge()

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import free_port, stop_space
+from conftest import publish_tiny_spms, start_space, stop_space
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -33,76 +27,19 @@ CHROMIUM_ARGS = [
 TIMEOUT_MS = 30_000
 
 
-def _publish(hub, tmp: Path) -> None:
-    """The base model and two SPMs (2 training steps, B boosted ×100 so that they show) under alice/."""
-    from hubkit.adapters.spm import SPMConfig, save_spm, train_spm
-    from hubkit.adapters.spm.card import spm_card
-
-    from hubkit.hub import publish
-    from hubkit.world.base_model import assemble_pipeline
-    from hubkit.world.publish import publish_world
-
-    token = hub.users["alice"]
-    publish_world(endpoint=hub.url, token=token, namespace="alice", only=["tiny-sd-shapes"])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a shared 2-core machine: one thread is far faster than two fighting
-    try:
-        pipe = assemble_pipeline()
-        for repo, concept in SPMS.items():
-            config = SPMConfig(
-                concepts=[concept], steps=2, batch_size=2, sampling_steps=4, anchors_per_step=1
-            )
-            result = train_spm(pipe, config, progress=False)
-            weights = {p: (d, u * 100, a) for p, (d, u, a) in result.network.adapter_weights("spm").items()}
-            result.network.detach_hooks()
-            folder = tmp / concept
-            save_spm(folder, weights, config, {"base_model": BASE})
-            spm_card(config, BASE, repo).save(folder / "README.md")
-            publish(folder, repo, endpoint=hub.url, token=token)
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def space_url(hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``spaces/erasure/app.py`` as a subprocess on a free port, reading alice's repos on the test Hub."""
-    _publish(hub, tmp_path_factory.mktemp("spms"))
-    tmp = tmp_path_factory.mktemp("space")
-    port = free_port()
-    log = tmp / "space.log"
+    publish_tiny_spms(hub, tmp_path_factory.mktemp("spms"), SPMS, boost=100.0)
     env = {
-        **os.environ,
-        "GRADIO_SERVER_NAME": "127.0.0.1",
-        "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "GRADIO_TEMP_DIR": str(tmp / "gradio"),
-        "HF_HOME": str(tmp / "hf-home"),
-        "OMP_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",  # a shared 2-core machine: one torch thread is ~10x faster than two here
         "HF_ENDPOINT": hub.url,
         "HF_TOKEN": hub.users["alice"],
         "HUBKIT_BASE_MODEL": BASE,
         "HUBKIT_SPMS": ",".join(SPMS),
     }
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(SPACE / "app.py")],
-            env=env,
-            cwd=tmp,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    url = f"http://127.0.0.1:{port}/"
+    proc, url, _log = start_space(tmp_path_factory.mktemp("space"), env, space="erasure")
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the erasure Space did not start:\n{log.read_text()[-4000:]}")
-                time.sleep(0.2)
         yield url
     finally:
         stop_space(proc)

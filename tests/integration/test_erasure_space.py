@@ -4,18 +4,14 @@ applied side by side through the Space's ``/erase`` endpoint with gradio_client.
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import free_port, stop_space
+from conftest import publish_tiny_spms, start_space, stop_space
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -29,91 +25,25 @@ BOOST = 100.0  # a 2-step SPM barely moves B away from zero: scaled up so that i
 SHOWN = (256, 256)  # 32×32 images upscaled ×8
 
 
-def start_erasure_space(tmp: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str, Path]:
-    """Start ``spaces/erasure/app.py`` as a subprocess (as conftest's ``start_space`` does the leaderboard);
-    return it, its URL and its log once it answers."""
-    port = free_port()
-    log = tmp / f"space-{port}.log"
-    full_env = {
-        **os.environ,
-        "GRADIO_SERVER_NAME": "127.0.0.1",
-        "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "GRADIO_TEMP_DIR": str(tmp / "gradio"),
-        "HF_HOME": str(tmp / "hf-home"),
-        "OMP_NUM_THREADS": "1",  # a shared 2-core machine: one torch thread is ~10x faster than two here
-        **env,
-    }
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(SPACE / "app.py")],
-            env=full_env,
-            cwd=tmp,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return proc, url, log
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                stop_space(proc)
-                pytest.fail(f"the erasure Space did not start:\n{log.read_text()[-4000:]}")
-            time.sleep(0.2)
-
-
-def publish_spms(hub, tmp: Path, misfit: bool = False) -> None:
-    """The base model and SPMs erasing red and triangle (2 training steps, B boosted) under alice/; with
-    ``misfit``, also an SPM whose layers are twice as wide as the base model's."""
-    from hubkit.adapters.spm import SPMConfig, save_spm, train_spm
-    from hubkit.adapters.spm.card import spm_card
-
-    from hubkit.hub import publish
-    from hubkit.world.base_model import assemble_pipeline
-    from hubkit.world.publish import publish_world
-
-    token = hub.users["alice"]
-    publish_world(endpoint=hub.url, token=token, namespace="alice", only=["tiny-sd-shapes"])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        pipe = assemble_pipeline()  # the weights published as tiny-sd-shapes
-        spms = {}
-        for repo, concept in ((RED, "red"), (TRIANGLE, "triangle")):
-            config = SPMConfig(
-                concepts=[concept], steps=2, batch_size=2, sampling_steps=4, anchors_per_step=1
-            )
-            result = train_spm(pipe, config, progress=False)
-            weights = {p: (d, u * BOOST, a) for p, (d, u, a) in result.network.adapter_weights("spm").items()}
-            result.network.detach_hooks()
-            spms[repo] = (weights, config)
-    finally:
-        torch.set_num_threads(threads)
-    if misfit:
-        weights, config = spms[RED]
-        spms[MISFIT] = ({p: (torch.cat([d, d], dim=1), u, a) for p, (d, u, a) in weights.items()}, config)
-    for repo, (weights, config) in spms.items():
-        folder = tmp / repo.split("/")[1]
-        save_spm(folder, weights, config, {"base_model": BASE})
-        spm_card(config, BASE, repo).save(folder / "README.md")
-        publish(folder, repo, endpoint=hub.url, token=token)
+def _misfit(weights: dict, config) -> tuple[dict, object]:
+    """An SPM whose layers are twice as wide as the base model's."""
+    return {p: (torch.cat([d, d], dim=1), u, a) for p, (d, u, a) in weights.items()}, config
 
 
 @pytest.fixture(scope="module")
 def space(hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """The Space reading the test Hub with alice's token, offering her two SPMs; its URL and log."""
-    publish_spms(hub, tmp_path_factory.mktemp("spms"), misfit=True)
+    publish_tiny_spms(
+        hub, tmp_path_factory.mktemp("spms"), {RED: "red", TRIANGLE: "triangle"}, BOOST, {MISFIT: _misfit}
+    )
     env = {
         "HF_ENDPOINT": hub.url,
         "HF_TOKEN": hub.users["alice"],
         "HUBKIT_BASE_MODEL": BASE,
         "HUBKIT_SPMS": f"{RED},{TRIANGLE}",
+        "OMP_NUM_THREADS": "1",  # a shared 2-core machine: one torch thread is ~10x faster than two here
     }
-    proc, url, log = start_erasure_space(tmp_path_factory.mktemp("space"), env)
+    proc, url, log = start_space(tmp_path_factory.mktemp("space"), env, space="erasure")
     try:
         yield url, log
     finally:

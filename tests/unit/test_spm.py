@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_spm
 from diffusers import UNet2DConditionModel, UNet2DModel
-from hubkit.adapters.spm import SPMConfig, SPMError, SPMNetwork, find_targets, read_spm, save_spm, train_spm
+from hubkit.adapters.spm import SPMConfig, SPMError, SPMNetwork, find_targets, read_spm, save_spm
 from hubkit.adapters.spm.serialization import WEIGHT_NAME
 from hubkit.pipelines.spm import load_spm, permeability, unload_spm
 
@@ -28,13 +29,7 @@ def pipe():
 
 
 def _trained(pipe, tmp: Path, concepts=("red",), steps=2, **kw) -> Path:
-    config = SPMConfig(
-        concepts=list(concepts), steps=steps, batch_size=2, sampling_steps=4, anchors_per_step=1, **kw
-    )
-    result = train_spm(pipe, config, progress=False)
-    # A few steps barely move B away from zero: scale it up so the delta is visible in outputs.
-    weights = {p: (d, u * 50, a) for p, (d, u, a) in result.network.adapter_weights("spm").items()}
-    result.network.detach_hooks()
+    weights, config = tiny_spm(pipe, list(concepts), boost=50, steps=steps, **kw)
     out = tmp / "-".join(concepts)
     save_spm(out, weights, config, {"base_model": "hubkit/tiny-sd-shapes"})
     return out
