@@ -1,7 +1,7 @@
 """SPM inference cost: facilitated transport with 1 and with 4 SPMs vs the base pipeline, same run.
 
     python bench/bench_spm.py [--repeats 5] [--steps 25] [--guidance 7.5] [--batch 8] [--threads 1]
-                              [--spm DIR ...] [--json .bench/spm.json]
+                              [--spm DIR ...] [--json .bench/spm.json] [--sd15-latent 32]
 
 Three copies of ``tiny-sd-shapes`` (32x32): the stock pipeline, the same with one SPM (``red``) and with
 four (``red``, ``triangle``, ``blue``, ``circle``) loaded by ``load_spm``, facilitated transport on. The SPMs
@@ -14,6 +14,9 @@ Two scenarios, ``--steps`` steps and guidance ``--guidance`` each:
   transport recomputes permeability and re-merges the deltas into the weights on every call.
 - ``mixed``: ``--batch`` different prompts in one call (the leaderboard's pattern); the permeabilities differ
   per sample, so the membranes run per sample through forward hooks at every UNet step.
+
+A third measurement times one UNet step (a CFG pair with per-sample permeability) of a randomly initialised
+SD-1.5-shaped UNet with 1 and 4 SPMs against the bare UNet: the hooks' cost at a real model's layer widths.
 
 Each round runs both scenarios on the three pipelines, round-robin (the starting pipeline rotates each round),
 after one warm-up round; the time per variant is the median over rounds and the ratio divides it by the base
@@ -135,6 +138,40 @@ def check_transport_off(base, one) -> dict:
     return {"status": "ok" if diff > 0 else "FAILED", "max_abs_pixel_diff": diff, "max_abs_delta_w": delta}
 
 
+def sd15_unet_ratios(latent: int, repeats: int) -> dict[str, float]:
+    """One UNet step (a CFG pair, mixed permeabilities) on a randomly initialised SD-1.5-shaped UNet at
+    ``latent``×``latent``: the per-sample hooks' cost at a real model's layer widths (rank-1 deltas are a
+    far smaller share of a 320–1280-wide layer than of the tiny model's 96–192)."""
+    from diffusers import UNet2DConditionModel
+    from hubkit.adapters.spm import SPMConfig, SPMNetwork
+
+    torch.manual_seed(0)
+    unets = {v: UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8).eval()
+             for v in ("base", "1 SPM", "4 SPMs")}  # fmt: skip
+    for variant, count in (("1 SPM", 1), ("4 SPMs", 4)):
+        network = SPMNetwork(unets[variant])
+        for i in range(count):
+            network.add_adapter(f"spm{i}", SPMConfig(concepts=[CONCEPTS[i]]))
+        with torch.no_grad():
+            for layer in network.layers.values():
+                for name in layer.names:
+                    layer.up[name].normal_(std=0.01)
+        network.scales = torch.rand(2, count)  # per sample: the hooks' path
+    x, t = torch.randn(2, 4, latent, latent), torch.tensor(500)
+    emb = torch.randn(2, 77, 768)
+    times: dict[str, list[float]] = {v: [] for v in unets}
+    with torch.no_grad():
+        for round_ in range(repeats + 1):
+            for k in range(len(unets)):
+                variant = list(unets)[(round_ + k) % len(unets)]
+                start = time.perf_counter()
+                unets[variant](x, t, encoder_hidden_states=emb)
+                if round_:
+                    times[variant].append(time.perf_counter() - start)
+    base = statistics.median(times["base"])
+    return {v: statistics.median(ts) / base for v, ts in times.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds after the warm-up (default 5)")
@@ -146,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         "--spm", type=Path, nargs="+", default=[], help="SPM folders to use instead of training (cycled to 4)"
     )
     parser.add_argument("--json", type=Path, default=Path(".bench/spm.json"), help="default .bench/spm.json")
+    parser.add_argument(
+        "--sd15-latent", type=int, default=32, help="latent side of the SD-1.5-shaped UNet step (0: skip)"
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.steps < 1 or args.batch < 1 or args.threads < 0:
         parser.error("--repeats, --steps and --batch must be positive, --threads >= 0")
@@ -198,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
                         if round_:
                             times[scenario][variant].append((wall, cpu))
         timing_s = time.perf_counter() - start
+        sd15 = {}
+        if args.sd15_latent:
+            with console.status(
+                f"timing one SD-1.5-shaped UNet step at {args.sd15_latent}x{args.sd15_latent}"
+            ):
+                sd15 = sd15_unet_ratios(args.sd15_latent, args.repeats)
 
     results: dict[str, dict] = {}
     for scenario in SCENARIOS:
@@ -248,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
         f"SPM. Per round: this round's time / the base's. CPU time = the process's, less sensitive to other "
         f"processes on the machine. {torch.get_num_threads()} torch thread(s)."
     )
+    if sd15:
+        console.print(
+            f"SD-1.5-shaped UNet, one step, CFG pair with per-sample permeability ({args.sd15_latent}x"
+            f"{args.sd15_latent} latents): 1 SPM {sd15['1 SPM']:.3f}x, 4 SPMs {sd15['4 SPMs']:.3f}x the base"
+        )
     if check["status"] == "ok":
         console.print(f"transport off changes images: max pixel diff {check['max_abs_pixel_diff']:.3f}")
     elif check["status"] == "skipped":
@@ -269,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         "timing_s": timing_s,
         "check_transport_off": check,
         "scenarios": results,
+        "sd15_unet_step_ratios": sd15,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(summary, indent=2) + "\n")

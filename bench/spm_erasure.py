@@ -8,6 +8,10 @@ anchoring, then runs the ``shapes-erasure`` suite for each concept on:
 - both SPMs with facilitated transport, with transport off, and the no-anchoring ablations with transport;
 - transfer: the ``red`` SPM, unchanged, on a copy of the base UNet fine-tuned a few hundred more steps.
 
+Preservation is measured twice: the erasure suite's ``unrelated_alignment`` (one seed per pair, ~30 images:
+one image moves it ~3 points) and ``preserved_alignment`` (shapes-quality, 4 seeds, prompts naming none of
+the setting's erased concepts: ~120–150 images).
+
 Also counts the adapter's share of an SD-1.5-shaped UNet. Writes ``.bench/spm_erasure.json``, prints tables.
 ``python bench/spm_erasure.py [--reuse DIR] [--steps N]``.
 """
@@ -41,7 +45,7 @@ METRICS = (
     "neighbour_alignment",
     "unrelated_alignment",
 )
-console = Console()
+console = Console(width=200)
 
 
 def sd15_share() -> dict[str, float]:
@@ -66,6 +70,7 @@ def train_all(root: Path, steps: int | None) -> dict[str, dict]:
             folder = root / name
             if (folder / "hubkit.json").is_file():
                 facts[name] = json.loads((folder / "hubkit.json").read_text()).get("facts", {})
+                facts[name]["file_bytes"] = (folder / "pytorch_lora_weights.safetensors").stat().st_size
                 continue
             kwargs = {"steps": steps} if steps else {}
             config = SPMConfig(
@@ -78,13 +83,30 @@ def train_all(root: Path, steps: int | None) -> dict[str, dict]:
     return facts
 
 
-def evaluate(pipe, judge, label: str, rows: list[dict]) -> None:
+def preserved_alignment(samples: list[dict], erased: set[str]) -> tuple[float, int]:
+    """Alignment (mean of shape and colour hits) over the images whose prompt names no erased concept."""
+    kept = [s for s in samples if s["asked_colour"] not in erased and s["asked_shape"] not in erased]
+    hits = [(s["judged_shape"] == s["asked_shape"]) + (s["judged_colour"] == s["asked_colour"]) for s in kept]
+    return sum(hits) / (2 * len(kept)), len(kept)
+
+
+def evaluate(pipe, judge, label: str, rows: list[dict], erased: set[str]) -> None:
+    """The erasure suite per concept, plus preservation: alignment on shapes-quality (every trained pair × 4
+    seeds) over the prompts naming none of ``erased`` — 4× the erasure suite's one-seed unrelated group, so a
+    point of alignment is not one image's luck."""
+    quality = run_suite(pipe, load_suite("shapes-quality"), judge, progress=False).samples
     for concept in CONCEPTS:
         suite = load_suite("shapes-erasure", {"concept": concept})
         result = run_suite(pipe, suite, judge, progress=False)
-        rows.append({"setting": label, "concept": concept, **{m: result.metrics[m] for m in METRICS}})
+        exclude = erased or {concept}
+        preserved, n = preserved_alignment(quality, exclude)
+        row = {"setting": label, "concept": concept, **{m: result.metrics[m] for m in METRICS}}
+        row |= {"preserved_alignment": preserved, "preserved_images": n, "preserved_without": sorted(exclude)}
+        rows.append(row)
         console.print(
-            f"  {label:38s} {concept:9s} " + "  ".join(f"{m}={result.metrics[m]:.3f}" for m in METRICS)
+            f"  {label:38s} {concept:9s} "
+            + "  ".join(f"{m}={row[m]:.3f}" for m in (*METRICS, "preserved_alignment"))
+            + f" (n={n})"
         )
 
 
@@ -147,33 +169,38 @@ def main() -> None:
     pipe = assemble_pipeline()
     f = {name: args.reuse / name for name in facts}
     rows: list[dict] = []
-    evaluate(pipe, judge, "base", rows)
+    both = set(CONCEPTS)
+    evaluate(pipe, judge, "base", rows, set())
+    evaluate(pipe, judge, "base (preservation without both)", rows, both)
     for concept in CONCEPTS:
         with stock_lora(pipe, f[concept]):
-            evaluate(pipe, judge, f"{concept} SPM, stock load_lora_weights", rows)
+            evaluate(pipe, judge, f"{concept} SPM, stock load_lora_weights", rows, {concept})
     with spms(pipe, [f["red"], f["triangle"]], transport=True):
-        evaluate(pipe, judge, "both SPMs, facilitated transport", rows)
+        evaluate(pipe, judge, "both SPMs, facilitated transport", rows, both)
     with spms(pipe, [f["red"], f["triangle"]], transport=False):
-        evaluate(pipe, judge, "both SPMs, transport off", rows)
+        evaluate(pipe, judge, "both SPMs, transport off", rows, both)
     with spms(pipe, [f["red-noLA"], f["triangle-noLA"]], transport=True):
-        evaluate(pipe, judge, "both no-anchoring SPMs, transport", rows)
+        evaluate(pipe, judge, "both no-anchoring SPMs, transport", rows, both)
     with spms(pipe, [f["red-noLA"], f["triangle-noLA"]], transport=False):
-        evaluate(pipe, judge, "both no-anchoring SPMs, transport off", rows)
+        evaluate(pipe, judge, "both no-anchoring SPMs, transport off", rows, both)
     variant, drift = fine_tuned_copy(pipe, args.finetune_steps)
-    evaluate(variant, judge, f"fine-tuned variant ({args.finetune_steps} steps)", rows)
+    evaluate(variant, judge, f"fine-tuned variant ({args.finetune_steps} steps)", rows, set())
+    evaluate(variant, judge, "fine-tuned variant (preservation without both)", rows, both)
     with spms(variant, [f["red"], f["triangle"]], transport=True):
-        evaluate(variant, judge, "fine-tuned variant + both SPMs (transport)", rows)
+        evaluate(variant, judge, "fine-tuned variant + both SPMs (transport)", rows, both)
     for concept in CONCEPTS:
         with stock_lora(variant, f[concept]):
-            evaluate(variant, judge, f"fine-tuned variant + {concept} SPM, stock", rows)
+            evaluate(variant, judge, f"fine-tuned variant + {concept} SPM, stock", rows, {concept})
 
     table = Table(
         title="SPM erasure on tiny-sd-shapes (shapes-erasure suite; presence = judge sees the concept)"
     )
-    for column in ("setting", "concept", *METRICS):
+    for column in ("setting", "concept", *METRICS, "preserved_alignment"):
         table.add_column(column, justify="left" if column in ("setting", "concept") else "right")
     for row in rows:
-        table.add_row(row["setting"], row["concept"], *(f"{row[m]:.3f}" for m in METRICS))
+        table.add_row(
+            row["setting"], row["concept"], *(f"{row[m]:.3f}" for m in (*METRICS, "preserved_alignment"))
+        )
     console.print(table)
     share = sd15_share()
     console.print(

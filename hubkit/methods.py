@@ -75,6 +75,19 @@ class Artifact:
         method = self.hubkit_json.get("method")
         return str(method) if method else None
 
+    def safetensors_metadata(self, name: str) -> dict[str, str] | None:
+        """The header metadata of one of the artifact's safetensors files; None if absent or unreadable."""
+        file = self.path / name
+        if not file.is_file():
+            return None
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                return dict(f.metadata() or {})
+        except Exception:  # an unreadable file is not recognisably anything
+            return None
+
     def files(self) -> list[Path]:
         # A local_dir download keeps its bookkeeping in .cache/huggingface: not part of the artifact.
         return sorted(

@@ -6,7 +6,7 @@ from typing import Any
 
 from huggingface_hub import ModelCard
 
-from hubkit.cards.render import render_card
+from hubkit.cards.render import render_card, settings_table
 
 from .config import SPMConfig
 from .serialization import WEIGHT_NAME
@@ -60,16 +60,7 @@ def _settings_table(config: SPMConfig, facts: dict[str, Any]) -> str:
         ),
         ("seed", str(config.seed)),
     ]
-    if "parameters" in facts:
-        share = (
-            f" ({facts['share'] * 100:.3f} % of the UNet's {facts['unet_parameters']:,})"
-            if "share" in facts
-            else ""
-        )
-        rows.append(("parameters", f"{facts['parameters']:,}{share}"))
-    if "train_seconds" in facts:
-        rows.append(("training time", f"{facts['train_seconds']:.0f} s on {facts.get('device', 'cpu')}"))
-    return "| setting | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return settings_table(rows, facts)
 
 
 def spm_card(

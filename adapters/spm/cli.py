@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from hubkit.cli_common import EndpointOption, TokenOption
+from hubkit.files import atomic_folder
+from hubkit.training import prepare_training
 
 from .config import SPMConfig
 
 __all__ = ["train_command", "train_to_folder"]
-
-
-def _load_base(base: str, endpoint: str | None = None, token: str | None = None) -> Any:
-    """The base pipeline from a local folder, or pulled from the Hub (the embedded one by default)."""
-    from diffusers import DiffusionPipeline
-
-    from hubkit.hub import pull
-
-    from .model import SPMError
-
-    try:
-        path = base if Path(base).is_dir() else pull(base, endpoint=endpoint, token=token)
-        pipe = DiffusionPipeline.from_pretrained(path)
-    except Exception as err:  # diffusers raises many types for a missing or foreign repo
-        raise SPMError(f"cannot load the base pipeline {base!r}: {err}") from err
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def train_to_folder(
@@ -52,10 +35,9 @@ def train_to_folder(
     from .serialization import WEIGHT_NAME, save_spm
     from .train import ADAPTER_NAME, train_spm
 
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise SPMError(f"{out} exists and is not empty (pass --force to replace it)")
-    pipe = pipe if pipe is not None else _load_base(base, endpoint, token)
+    out, pipe = prepare_training(
+        base, out, pipe=pipe, force=force, endpoint=endpoint, token=token, error=SPMError
+    )
     result = train_spm(pipe, config, progress=progress)
     network = result.network
     unet_parameters = sum(p.numel() for p in pipe.unet.parameters())
@@ -70,18 +52,13 @@ def train_to_folder(
     }
     weights = network.adapter_weights(ADAPTER_NAME)
     network.detach_hooks()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        save_spm(staging, weights, config, {"base_model": base, "facts": facts})
-        facts["file_bytes"] = (staging / WEIGHT_NAME).stat().st_size
-        spm_card(config, base, repo_id, facts=facts).save(str(staging / "README.md"))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    def fill(folder: Path) -> None:
+        save_spm(folder, weights, config, {"base_model": base, "facts": facts})
+        facts["file_bytes"] = (folder / WEIGHT_NAME).stat().st_size
+        spm_card(config, base, repo_id, facts=facts).save(str(folder / "README.md"))
+
+    atomic_folder(out, fill, force=True)
     return facts
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+
+from hubkit.training import JSONConfig
 
 __all__ = ["DEFAULT_TEMPLATES", "SPMConfig"]
 
@@ -12,7 +12,7 @@ DEFAULT_TEMPLATES = ("{}",)
 
 
 @dataclass
-class SPMConfig:
+class SPMConfig(JSONConfig):
     """Settings of one SPM (a rank-1 "semi-permeable membrane" on the UNet's transformer blocks).
 
     The training defaults are tuned on the reference world (``tiny-sd-shapes``, a 2-core CPU) to erase one
@@ -59,17 +59,3 @@ class SPMConfig:
             raise ValueError(f"anchor_source must be 'gaussian' or 'vocabulary', got {self.anchor_source!r}")
         if self.anchoring_strength < 0 or self.anchors_per_step < 0:
             raise ValueError("anchoring_strength and anchors_per_step must be >= 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SPMConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown SPMConfig field(s): {', '.join(unknown)}")
-        return cls(**data)

@@ -7,7 +7,9 @@ Each SPM ``i`` adds a rank-r delta ``ΔW_i = (alpha/r)·up_i·down_i``. With sev
 ``up_i·down_j``; keeping the deltas apart avoids them and lets SPMs of different ranks coexist.)
 
 The layer never replaces the base module: a forward hook adds the delta (kohya-style patching), so the base
-model's module tree, state dict and stock loaders are untouched.
+model's module tree, state dict and stock loaders are untouched. At inference (no autograd) the delta is added
+into the base output in place (``addmm_`` / ``baddbmm_``), which keeps the
+per-sample path within a few percent of the base model's time; training takes the out-of-place path.
 """
 
 from __future__ import annotations
@@ -73,12 +75,49 @@ class SPMLayer(nn.Module):
         del self.down[name], self.up[name]
         self.scaling.pop(name, None)
 
+    def ranks(self, names: list[str]) -> tuple[int, ...]:
+        return tuple(self.down[n].shape[0] for n in names)
+
     def delta_weight(self, name: str) -> torch.Tensor:
         """ΔW of one membrane in the base layer's weight shape (for merging into the base weight)."""
         down, up = self.down[name], self.up[name]
         if self.is_conv:
             return torch.einsum("or,rikl->oikl", up.flatten(1), down) * self.scaling[name]
         return (up @ down) * self.scaling[name]
+
+    def stacked(self, names: list[str]) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """``down`` of the SPMs ``names`` stacked to ``[R, in(, k, k)]``, their ``up`` to ``[out, R]`` and the
+        common scaling (1 when the SPMs' scalings differ: then it is folded into ``up``). Views, no copy, for
+        one SPM; never cached, so weights edited in place (training, ``.data``) are always current."""
+        scalings = {self.scaling[n] for n in names}
+        if len(names) == 1:
+            return self.down[names[0]], self.up[names[0]].flatten(1), scalings.pop()
+        down = torch.cat([self.down[n] for n in names])
+        if len(scalings) == 1:
+            return down, torch.cat([self.up[n].flatten(1) for n in names], dim=1), scalings.pop()
+        return down, torch.cat([self.up[n].flatten(1) * self.scaling[n] for n in names], dim=1), 1.0
+
+    @torch.no_grad()
+    def add_delta_(
+        self, output: torch.Tensor, x: torch.Tensor, names: list[str], scales: torch.Tensor
+    ) -> None:
+        """``output += Σ_i s_i·ΔW_i·x`` in place, without autograd. ``scales`` is ``[R]`` or ``[B, R]``, one
+        value per rank row (see :meth:`ranks`), in ``output``'s dtype; ``output`` must be contiguous."""
+        down, up, scaling = self.stacked(names)
+        rows = down.shape[0]
+        if self.is_conv:
+            h = F.conv2d(x, down, stride=self.stride, padding=self.padding, dilation=self.dilation)
+            batch = h.shape[0]
+            h.mul_(scales.view(-1, rows, 1, 1))
+            out = output.view(batch, self.out_features, -1)
+            out.baddbmm_(up.expand(batch, -1, -1), h.view(batch, rows, -1), alpha=scaling)
+            return
+        h = F.linear(x, down)  # [..., R]
+        if scales.dim() == 2:
+            h.view(scales.shape[0], -1, rows).mul_(scales.unsqueeze(1))
+        else:
+            h.mul_(scales)
+        output.view(-1, self.out_features).addmm_(h.view(-1, rows), up.T, alpha=scaling)
 
     def forward(self, x: torch.Tensor, names: list[str], scales: torch.Tensor) -> torch.Tensor:
         """Σ_i s_i·ΔW_i·x for the membranes ``names``; ``scales`` is ``[n]`` (every sample) or ``[B, n]``."""

@@ -21,16 +21,7 @@ class SPMMethod(Method):
     @classmethod
     def recognizes(cls, artifact: Artifact) -> bool:
         """Official SPM files (published without hubkit) carry the erased concepts as ``prompts`` metadata."""
-        file = artifact.path / WEIGHT_NAME
-        if not file.is_file():
-            return False
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(file), framework="pt") as f:
-                return "prompts" in (f.metadata() or {})
-        except Exception:  # an unreadable file is not recognisably anything
-            return False
+        return "prompts" in (artifact.safetensors_metadata(WEIGHT_NAME) or {})
 
     def concepts(self, artifact: Artifact) -> list[str]:
         concepts = artifact.hubkit_json.get("concepts")

@@ -83,7 +83,8 @@ class SPMNetwork(nn.Module):
         self.layers = nn.ModuleDict({_key(p): SPMLayer(m) for p, m in targets.items()})
         self.configs: dict[str, SPMConfig] = {}
         self.active: list[str] = []
-        self.scales: torch.Tensor | None = None
+        self._scales: torch.Tensor | None = None
+        self._rank_scales: dict[tuple, torch.Tensor] = {}  # ``scales`` per rank layout and dtype, per call
         self.enabled = True
         self._merged: dict[str, torch.Tensor] = {}
         self._merged_scales: list[float] | None = None
@@ -92,19 +93,44 @@ class SPMNetwork(nn.Module):
         ref = next(iter(targets.values())).weight
         self._dtype, self._device = ref.dtype, ref.device
 
+    @property
+    def scales(self) -> torch.Tensor | None:
+        return self._scales
+
+    @scales.setter
+    def scales(self, value: torch.Tensor | None) -> None:
+        self._scales = value
+        self._rank_scales = {}
+
     def _hook(self, key: str):
-        def add_delta(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        def add_delta(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
             if not self.enabled or not self.active or self._merged:
-                return output
-            scales = self.scales if self.scales is not None else output.new_ones(len(self.active))
+                return None
+            scales = self._scales if self._scales is not None else output.new_ones(len(self.active))
             if scales.dim() == 2 and scales.shape[0] != output.shape[0]:
                 raise RuntimeError(
                     f"SPM permeability was set for {scales.shape[0]} samples but the UNet runs "
                     f"{output.shape[0]}; set it for this batch (facilitated transport does) or clear it"
                 )
-            return output + self.layers[key](args[0], self.active, scales)
+            layer = self.layers[key]
+            if torch.is_grad_enabled() or not output.is_contiguous():
+                return output + layer(args[0], self.active, scales)
+            layer.add_delta_(output, args[0], self.active, self._scales_per_rank(layer, output.dtype))
+            return None
 
         return add_delta
+
+    def _scales_per_rank(self, layer: SPMLayer, dtype: torch.dtype) -> torch.Tensor:
+        """``scales`` with each SPM's value repeated over its rank rows, made once per call and layout."""
+        ranks = layer.ranks(self.active)
+        cached = self._rank_scales.get((tuple(self.active), ranks, dtype))
+        if cached is None:
+            scales = self._scales if self._scales is not None else torch.ones(len(self.active))
+            scales = scales.to(device=self._device, dtype=dtype)
+            if sum(ranks) != len(ranks):
+                scales = scales.repeat_interleave(torch.tensor(ranks, device=self._device), dim=-1)
+            cached = self._rank_scales[(tuple(self.active), ranks, dtype)] = scales
+        return cached
 
     # -- adapters ---------------------------------------------------------------------------------------
     def add_adapter(self, name: str, config: SPMConfig) -> None:

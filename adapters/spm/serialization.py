@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from hubkit.files import write_lora_artifact
 
 from .config import SPMConfig
 from .model import SPMError
@@ -73,12 +74,7 @@ def save_spm(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write the weights file and ``hubkit.json`` into ``directory`` atomically (each file appears whole)."""
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     metadata = {
-        "format": "pt",
         "lora_adapter_metadata": json.dumps(_lora_metadata(weights, config), sort_keys=True),
         "prompts": ",".join(config.concepts),
         "rank": str(config.rank),
@@ -94,23 +90,7 @@ def save_spm(
         "config": config.to_dict(),
         **(extra or {}),
     }
-    _atomic(directory / WEIGHT_NAME, lambda p: save_file(spm_state_dict(weights), str(p), metadata=metadata))
-    _atomic(
-        directory / HUBKIT_JSON,
-        lambda p: Path(p).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n"),
-    )
-    return directory
-
-
-def _atomic(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return write_lora_artifact(directory, WEIGHT_NAME, spm_state_dict(weights), metadata, info)
 
 
 def _weights_file(source: Path) -> Path:

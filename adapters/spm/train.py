@@ -211,7 +211,7 @@ def train_spm(
         losses.append(float(loss.detach()))
         erasure_losses.append(float(loss_erase.detach()))
         anchor_losses.append(float(loss_anchor.detach()))
-        bar.set_postfix(erase=f"{float(loss_erase):.4f}", anchor=f"{float(loss_anchor):.2e}")
+        bar.set_postfix(erase=f"{erasure_losses[-1]:.4f}", anchor=f"{anchor_losses[-1]:.2e}")
         if on_step is not None:
             on_step(step, {"loss": losses[-1], "erasure": erasure_losses[-1], "anchor": anchor_losses[-1]})
     for p in params:

@@ -36,7 +36,14 @@ from hubkit.cards.schema import (
 )
 from hubkit.cards.validate import validate_card
 
-__all__ = ["ADAPTER_FORMATS", "TEMPLATE_PACKAGE", "default_tags", "render_card", "template_text"]
+__all__ = [
+    "ADAPTER_FORMATS",
+    "TEMPLATE_PACKAGE",
+    "default_tags",
+    "render_card",
+    "settings_table",
+    "template_text",
+]
 
 TEMPLATE_PACKAGE = "hubkit.model_cards"
 ADAPTER_FORMATS = ("lora", "peft")
@@ -394,3 +401,20 @@ def set_eval_results(card: ModelCard, results: Sequence[EvalResult], model_name:
         text = text.rstrip("\n") + "\n\n" + section
     card.text = text
     return card
+
+
+def settings_table(
+    rows: Sequence[tuple[str, str]], facts: Mapping[str, Any] | None = None, time_label: str = "training time"
+) -> str:
+    """A Markdown ``| setting | value |`` table for a card's training section; ``facts`` (measured while
+    training: ``parameters``, ``share``, ``unet_parameters``, ``train_seconds``, ``device``) add rows."""
+    rows, facts = list(rows), facts or {}
+    if "parameters" in facts:
+        share = ""
+        if "share" in facts:
+            of = f" UNet's {facts['unet_parameters']:,}" if "unet_parameters" in facts else " UNet"
+            share = f" ({facts['share'] * 100:.3f} % of the{of})"
+        rows.append(("parameters", f"{facts['parameters']:,}{share}"))
+    if "train_seconds" in facts:
+        rows.append((time_label, f"{facts['train_seconds']:.0f} s on {facts.get('device', 'cpu')}"))
+    return "| setting | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)

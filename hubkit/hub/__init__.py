@@ -1,7 +1,7 @@
 """Client side: endpoint choice and publish / pull of artifacts, all through huggingface_hub."""
 
 from hubkit.hub.endpoint import Endpoint, HubError, ensure_embedded_hub, resolve_endpoint, resolve_token
-from hubkit.hub.transfer import PublishResult, publish, pull
+from hubkit.hub.transfer import PublishResult, publish, pull, pull_pipeline
 
 __all__ = [
     "Endpoint",
@@ -10,6 +10,7 @@ __all__ = [
     "ensure_embedded_hub",
     "publish",
     "pull",
+    "pull_pipeline",
     "resolve_endpoint",
     "resolve_token",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.errors import (
@@ -119,3 +120,17 @@ def pull(
     except HfHubHTTPError as err:
         raise _explain(err, repo_id, hub, "pull") from err
     return Path(path)
+
+
+def pull_pipeline(source: str, *, endpoint: str | None = None, token: str | None = None) -> Any:
+    """A diffusers pipeline from a local folder, or pulled from the Hub (the embedded one by default), with
+    its progress bars off; ``HubError`` names the source when it is missing or not a pipeline."""
+    from diffusers import DiffusionPipeline
+
+    try:
+        path = source if Path(source).is_dir() else pull(source, endpoint=endpoint, token=token)
+        pipe = DiffusionPipeline.from_pretrained(path)
+    except Exception as err:  # HubError, or one of the many types diffusers raises for a foreign folder
+        raise HubError(f"cannot load the base pipeline {source!r}: {err}") from err
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

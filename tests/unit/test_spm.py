@@ -61,6 +61,37 @@ def test_targets_are_every_linear_and_conv_in_transformer_blocks_on_sd15_shape()
     assert rank1 / unet_params < 0.001  # ≤ 0.1 % of the UNet (≈ 0.049 %)
 
 
+@pytest.mark.parametrize(
+    "base, x",
+    [
+        (torch.nn.Linear(8, 6), torch.randn(3, 5, 8)),
+        (torch.nn.Linear(8, 6), torch.randn(3, 8)),
+        (torch.nn.Conv2d(8, 6, 1), torch.randn(3, 8, 4, 4)),
+        (torch.nn.Conv2d(8, 6, 3, padding=1, stride=2), torch.randn(3, 8, 6, 6)),
+    ],
+)
+def test_in_place_inference_path_equals_the_autograd_path(base, x):
+    from hubkit.adapters.spm.layer import SPMLayer
+
+    layer = SPMLayer(base)
+    layer.add("a", 1, 1.0, torch.float32, torch.device("cpu"))
+    layer.add("b", 2, 3.0, torch.float32, torch.device("cpu"))  # other rank, other scaling
+    for name in ("a", "b"):
+        torch.nn.init.normal_(layer.up[name])
+    for names in (["a"], ["a", "b"]):
+        for scales in (torch.rand(len(names)), torch.rand(3, len(names))):  # every sample / per sample
+            expected = (base(x) + layer(x, names, scales)).detach()
+            out = base(x).detach()
+            rows = torch.tensor(layer.ranks(names))
+            layer.add_delta_(out, x, names, scales.repeat_interleave(rows, dim=-1))
+            torch.testing.assert_close(out, expected)
+    with torch.no_grad():
+        layer.up["a"].data.mul_(2)  # edits in place are seen: nothing stale is cached
+    out = base(x).detach()
+    layer.add_delta_(out, x, ["a"], torch.ones(1))
+    torch.testing.assert_close(out, (base(x) + layer(x, ["a"], torch.ones(1))).detach())
+
+
 def test_unknown_architecture_is_a_clear_error():
     unet = UNet2DModel(
         sample_size=8,
