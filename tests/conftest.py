@@ -11,7 +11,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,11 @@ os.environ.pop("HF_HUB_OFFLINE", None)
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["DISABLE_SAFETENSORS_CONVERSION"] = "1"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+# xdist workers share the cores: give each (and the subprocesses it starts) its share of threads, since
+# oversubscribed OpenMP threads run several times slower than one thread per core.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 USERS = {"alice": "alice-secret-token", "bob": "bob-secret-token"}
 
@@ -192,6 +198,16 @@ def start_space(
             time.sleep(0.2)
 
 
+@contextmanager
+def running_space(tmp: Path, env: dict[str, str], space: str) -> Iterator[tuple[str, Path]]:
+    """``start_space`` for the length of a ``with`` block: the Space's URL and log; stopped on the way out."""
+    proc, url, log = start_space(tmp, env, space=space)
+    try:
+        yield url, log
+    finally:
+        stop_space(proc)
+
+
 def stop_space(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -216,26 +232,35 @@ def tiny_spm(pipe, concepts: list[str], boost: float, steps: int = 2, **config) 
     return weights, cfg
 
 
+@contextmanager
+def alice_base_model(hub) -> Iterator[tuple[str, object]]:
+    """alice's base model (tiny-sd-shapes) published on the test Hub: its repo id and the pipeline of its
+    weights, for training adapters on it with one torch thread."""
+    import torch
+
+    from hubkit.world.base_model import assemble_pipeline
+    from hubkit.world.publish import publish_world
+
+    publish_world(endpoint=hub.url, token=hub.users["alice"], namespace="alice", only=["tiny-sd-shapes"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared 2-core machine: one thread is far faster than two fighting
+    try:
+        yield "alice/tiny-sd-shapes", assemble_pipeline()  # the weights published as tiny-sd-shapes
+    finally:
+        torch.set_num_threads(threads)
+
+
 def publish_tiny_spms(hub, tmp: Path, spms: dict[str, str], boost: float, extra: dict | None = None) -> None:
     """alice's base model (tiny-sd-shapes) and a tiny SPM per ``{repo: concept}`` on the test Hub, each with
     its card; ``extra`` maps more repo ids to a function of the red SPM's (weights, config)."""
-    import torch
     from hubkit.adapters.spm import save_spm
     from hubkit.adapters.spm.card import spm_card
 
     from hubkit.hub import publish
-    from hubkit.world.base_model import assemble_pipeline
-    from hubkit.world.publish import publish_world
 
-    base, token = "alice/tiny-sd-shapes", hub.users["alice"]
-    publish_world(endpoint=hub.url, token=token, namespace="alice", only=["tiny-sd-shapes"])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a shared 2-core machine: one thread is far faster than two fighting
-    try:
-        pipe = assemble_pipeline()  # the weights published as tiny-sd-shapes
+    token = hub.users["alice"]
+    with alice_base_model(hub) as (base, pipe):
         trained = {repo: tiny_spm(pipe, [concept], boost) for repo, concept in spms.items()}
-    finally:
-        torch.set_num_threads(threads)
     first = next(iter(trained.values()))
     trained.update({repo: make(*first) for repo, make in (extra or {}).items()})
     for repo, (weights, config) in trained.items():
@@ -243,3 +268,66 @@ def publish_tiny_spms(hub, tmp: Path, spms: dict[str, str], boost: float, extra:
         save_spm(folder, weights, config, {"base_model": base})
         spm_card(config, base, repo).save(str(folder / "README.md"))
         publish(folder, repo, endpoint=hub.url, token=token)
+
+
+def publish_tiny_lcm_lora(
+    hub, tmp: Path, repo: str, extra: dict[str, Callable[[Path], None]] | None = None
+) -> str:
+    """alice's base model and an LCM-LoRA distilled from it in two steps, published as ``repo`` with its card;
+    ``extra`` maps more repo ids to a function that alters (in place) a copy of the LoRA's folder before it is
+    published there. Returns the base model's repo id."""
+    from hubkit.adapters.lcm_lora import LCMLoRAConfig, distill_lcm_lora, remove_lora, save_lcm_lora
+    from hubkit.adapters.lcm_lora.card import lcm_lora_card
+
+    from hubkit.hub import publish
+
+    config = LCMLoRAConfig(steps=2, batch_size=4, rank=4, alpha=4)
+    alter = {repo: None, **(extra or {})}
+    with alice_base_model(hub) as (base, pipe):
+        distilled = distill_lcm_lora(pipe, config, progress=False)
+        for repo_id in alter:
+            save_lcm_lora(tmp / repo_id, distilled.unet, config, "lcm", {"base_model": base})
+        remove_lora(distilled.unet)
+    for repo_id, change in alter.items():
+        folder = tmp / repo_id
+        lcm_lora_card(config, base, repo_id).save(str(folder / "README.md"))
+        if change is not None:
+            change(folder)
+        publish(folder, repo_id, endpoint=hub.url, token=hub.users["alice"])
+    return base
+
+
+def third_party_imports(app: Path) -> set[str]:
+    """The top-level packages a Space's ``app.py`` imports that do not come with Python."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(app.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.partition(".")[0])
+        elif isinstance(node, ast.Import):
+            found.update(alias.name.partition(".")[0] for alias in node.names)
+    return found - set(sys.stdlib_module_names) - {"__future__"}
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+"""Playwright cannot download browsers here: the browser tests drive the Debian package's Chromium."""
+
+
+@contextmanager
+def chromium_page(timeout_ms: int, width: int = 1400, height: int = 1100) -> Iterator[object]:
+    """A Playwright page of a headless system Chromium, every wait bounded by ``timeout_ms``."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install the Debian package 'chromium' (make test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    flags = "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-sync"
+    flags += " --disable-background-networking --disable-component-update"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=flags.split())
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(timeout_ms)
+            yield page
+        finally:
+            browser.close()

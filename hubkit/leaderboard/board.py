@@ -54,6 +54,21 @@ class RunSummary:
     table: pd.DataFrame
 
 
+def _same_weights(head: str, records: list[dict[str, Any]]) -> set[str]:
+    """The commits that hold the same artifact as ``head``: an evaluation's card commit only adds results to
+    the card, so it stands for the revision it evaluated, and a chain of them (one per suite of an adapter)
+    still does."""
+    same, grown = {head}, True
+    while grown:
+        grown = False
+        for r in records:
+            pair = {r["model"]["revision"], r.get("card_commit")} - {None}
+            if pair & same and not pair <= same:
+                same |= pair
+                grown = True
+    return same
+
+
 class Leaderboard:
     """The leaderboard's two dataset repos on one Hub, and the work that fills them."""
 
@@ -133,11 +148,12 @@ class Leaderboard:
         except (MethodError, ValueError, HfHubHTTPError):
             return False  # let the evaluation fail with the full reason
         mine = [r for r in all_records if r["model"]["id"] == model]
+        same_weights = _same_weights(head, mine)
         return all(
             any(
                 r["suite"]["key"] == suite.key
                 and r["suite"]["version"] == suite.version
-                and head in (r["model"]["revision"], r.get("card_commit"))
+                and r["model"]["revision"] in same_weights
                 for r in mine
             )
             for suite in wanted

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 from huggingface_hub import ModelCard, parse_eval_result_entries
@@ -212,3 +213,13 @@ def test_freshness_follows_head_and_card_commit(hub, base_repo) -> None:
     assert not board.is_fresh(
         base_repo, head, [record | {"card_commit": head, "suite": {"key": "shapes-quality", "version": 0}}]
     )
+    # Two suites of one revision: each evaluation commits results to the card, so the first record's card
+    # commit is no longer the head; the chain revision → card commit → card commit still is the same weights.
+    first, second = "1" * 40, "2" * 40
+    erasure = {"key": "shapes-erasure_concept-red", "version": 1}
+    chain = [record | {"card_commit": first}, record | {"card_commit": second, "suite": erasure}]
+    suites = [("shapes-quality", {}), ("shapes-erasure", {"concept": "red"})]
+    with patch.object(board, "suites_of", return_value=suites):
+        assert board.is_fresh(base_repo, second, chain)
+        assert not board.is_fresh(base_repo, first, chain[1:])  # no record ties `first` to the evaluated one
+        assert not board.is_fresh(base_repo, "3" * 40, chain)  # a new commit: new weights, maybe
