@@ -57,7 +57,14 @@ def find_targets(
     for block_name, block in unet.named_modules():
         if not isinstance(block, types):
             continue
+        wrapped: list[str] = []  # PEFT layers (a LoRA loaded before the SPM): their insides are not targets
         for name, module in block.named_modules():
+            if any(name.startswith(f"{w}.") for w in wrapped):
+                continue
+            base = getattr(module, "base_layer", None)
+            if isinstance(base, (nn.Linear, nn.Conv2d)):  # the layer a LoRA wraps keeps its own path
+                wrapped.append(name)
+                module = base
             if isinstance(module, (nn.Linear, nn.Conv2d)):
                 targets[f"{block_name}.{name}" if block_name else name] = module
     if not targets:

@@ -311,3 +311,44 @@ def test_disabled_gives_the_base_model_while_deltas_are_merged(pipe, tmp_path):
         assert len(ft.permeability("a red circle")[folder.name]) == 1
     finally:
         unload_spm(pipe)
+
+
+def test_spm_and_a_lora_compose_in_either_order(pipe, tmp_path):
+    """A LoRA (e.g. a distilled LCM-LoRA) and an SPM on one pipeline: the SPM hooks the very layers the LoRA
+    wraps, so each layer gives base + SPM delta + LoRA delta whichever was loaded first."""
+    from peft import LoraConfig
+
+    folder = _trained(pipe, tmp_path)
+    emb = _emb(pipe, ["a red circle"])
+    base = _unet_out(pipe, emb)
+    lora = LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "proj_in"], init_lora_weights=False)
+
+    def add_lora() -> None:
+        torch.manual_seed(0)  # the same random LoRA each time
+        pipe.unet.add_adapter(lora, adapter_name="other")
+
+    def remove_lora() -> None:
+        pipe.unet.delete_adapters("other")
+        pipe.unet.unload_lora()
+
+    add_lora()
+    lora_only = _unet_out(pipe, emb)
+    try:
+        load_spm(pipe, folder, transport=False)  # the LoRA first
+        assert len(pipe.spm.network.paths) == len(find_targets(pipe.unet)) == 7 * 12  # not PEFT's insides
+        lora_first = _unet_out(pipe, emb)
+        unload_spm(pipe)
+    finally:
+        remove_lora()
+    load_spm(pipe, folder, transport=False)  # the SPM first
+    spm_only = _unet_out(pipe, emb)
+    try:
+        add_lora()
+        spm_first = _unet_out(pipe, emb)
+    finally:
+        remove_lora()
+        unload_spm(pipe)
+    torch.testing.assert_close(spm_first, lora_first)
+    for alone in (base, lora_only, spm_only):
+        assert (spm_first - alone).abs().max() > 1e-3  # both deltas act
+    assert torch.equal(_unet_out(pipe, emb), base)
