@@ -1,6 +1,6 @@
 """``make demo``: the embedded Hub, the reference world on it, the base model sampled with stock diffusers,
-SPMs erasing red and triangle trained (or reused) and published, the metrics published, the leaderboard run,
-and the leaderboard Space launched on localhost.
+SPMs erasing red and triangle trained (or reused) and published, the LCM-LoRA distilled (or reused) and
+published, the metrics published, the leaderboard run, and the leaderboard Space launched on localhost.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -20,7 +21,8 @@ GRID_PATH = Path(".demo") / "tiny-sd-shapes-grid.png"
 PLOTS_DIR = Path(".demo") / "plots"
 SPACE_REPO = "hubkit/leaderboard"
 SPM_CONCEPTS = ("red", "triangle")
-SPM_DIR = Path(".demo")
+SPM_DIR = Path(".demo")  # trained adapters
+LCM_REPO = "hubkit/lcm-lora-shapes"
 SPACE_FOLDER = Path(__file__).resolve().parents[1] / "spaces" / "leaderboard"
 
 console = Console()
@@ -57,6 +59,7 @@ def main() -> None:
     console.print(f"Grid of {len(DEMO_PROMPTS)} prompts × 4 seeds: [green]{GRID_PATH.resolve()}[/]")
 
     publish_spms(hub)
+    publish_lcm_lora(hub)
     run_leaderboard(hub)
     space_url = launch_space(hub)
 
@@ -79,51 +82,80 @@ def main() -> None:
     )
 
 
-def publish_spms(hub) -> None:
-    """Train (or reuse) the SPMs erasing ``red`` and ``triangle`` and publish them; the base model gets the
-    matching shapes-erasure baseline rows so the leaderboard compares like with like."""
+def _steps_override(variable: str) -> dict[str, int]:
+    """``{"steps": N}`` from the environment variable (the tests' smoke runs), else the method's defaults."""
+    return {"steps": int(os.environ[variable])} if variable in os.environ else {}
+
+
+def publish_trained(hub, repo_id: str, folder: Path, train: Callable[[Path], dict]) -> None:
+    """Publish ``repo_id`` from ``folder``, training into it first unless the Hub or the folder has it."""
     from huggingface_hub import HfApi
 
-    from hubkit.adapters.spm import SPMConfig
-    from hubkit.adapters.spm.cli import train_to_folder
     from hubkit.hub import publish
+
+    api = HfApi(endpoint=hub.url, token=os.environ["HF_TOKEN"])
+    if api.repo_exists(repo_id) and api.file_exists(repo_id, "hubkit.json"):
+        console.print(f"{repo_id} is on the Hub: reused")
+        return
+    if not (folder / "README.md").is_file():
+        facts = train(folder)
+        size, seconds = facts["file_bytes"], facts["train_seconds"]
+        console.print(f"  {facts['parameters']:,} parameters, {size:,} bytes, {seconds:.0f} s")
+    result = publish(folder, repo_id, endpoint=hub.url)
+    console.print(f"Published {repo_id} @ {result.commit[:12]}")
+
+
+def baseline_rows(hub, suites: list[tuple[str, dict[str, str]]]) -> None:
+    """The base model's rows on the adapters' suites, so the leaderboard compares like with like."""
+    from huggingface_hub import HfApi
+
     from hubkit.leaderboard.board import Leaderboard
     from hubkit.leaderboard.evaluation import evaluate
     from hubkit.leaderboard.suite import load_suite
 
-    console.rule("[bold]SPM concept erasure")
-    api = HfApi(endpoint=hub.url, token=os.environ["HF_TOKEN"])
-    for concept in SPM_CONCEPTS:
-        repo_id = f"hubkit/spm-{concept}"
-        if api.repo_exists(repo_id) and api.file_exists(repo_id, "hubkit.json"):
-            console.print(f"{repo_id} is on the Hub: reused")
-            continue
-        folder = SPM_DIR / f"spm-{concept}"
-        if not (folder / "README.md").is_file():
-            console.print(
-                f"Training the SPM erasing {concept!r} on {BASE_MODEL} (hubkit train spm defaults)…"
-            )
-            # HUBKIT_DEMO_SPM_STEPS shortens training (the tests' smoke run); defaults meet the acceptance.
-            steps = (
-                {"steps": int(os.environ["HUBKIT_DEMO_SPM_STEPS"])}
-                if "HUBKIT_DEMO_SPM_STEPS" in os.environ
-                else {}
-            )
-            config = SPMConfig(concepts=[concept], **steps)
-            facts = train_to_folder(BASE_MODEL, config, folder, repo_id=repo_id, force=True)
-            console.print(
-                f"  {facts['parameters']:,} parameters, {facts['file_bytes']:,} bytes, "
-                f"{facts['train_seconds']:.0f} s"
-            )
-        result = publish(folder, repo_id, endpoint=hub.url)
-        console.print(f"Published {repo_id} @ {result.commit[:12]}")
-    board = Leaderboard(api)
+    board = Leaderboard(HfApi(endpoint=hub.url, token=os.environ["HF_TOKEN"]))
     done = {(r["model"]["id"], r["suite"]["key"]) for r in board.records()}
-    for concept in SPM_CONCEPTS:
-        suite = load_suite("shapes-erasure", {"concept": concept})
+    for name, params in suites:
+        suite = load_suite(name, params)
         if (BASE_MODEL, suite.key) not in done:
             console.print(f"Baseline: {BASE_MODEL} on {suite.key}")
             evaluate(BASE_MODEL, suite, endpoint=hub.url, progress=False)
+
+
+def publish_spms(hub) -> None:
+    """Train (or reuse) the SPMs erasing ``red`` and ``triangle`` and publish them."""
+    from hubkit.adapters.spm import SPMConfig
+    from hubkit.adapters.spm.cli import train_to_folder
+
+    console.rule("[bold]SPM concept erasure")
+    for concept in SPM_CONCEPTS:
+        repo_id = f"hubkit/spm-{concept}"
+
+        def train(folder: Path, concept: str = concept, repo_id: str = repo_id) -> dict:
+            console.print(
+                f"Training the SPM erasing {concept!r} on {BASE_MODEL} (hubkit train spm defaults)…"
+            )
+            config = SPMConfig(concepts=[concept], **_steps_override("HUBKIT_DEMO_SPM_STEPS"))
+            return train_to_folder(BASE_MODEL, config, folder, repo_id=repo_id, force=True)
+
+        publish_trained(hub, repo_id, SPM_DIR / f"spm-{concept}", train)
+    baseline_rows(hub, [("shapes-erasure", {"concept": c}) for c in SPM_CONCEPTS])
+
+
+def publish_lcm_lora(hub) -> None:
+    """Distil (or reuse) the few-step LCM-LoRA of the base model and publish it."""
+    from hubkit.adapters.lcm_lora import LCMLoRAConfig
+    from hubkit.adapters.lcm_lora.cli import distill_to_folder
+
+    console.rule("[bold]LCM-LoRA few-step sampling")
+
+    def train(folder: Path) -> dict:
+        console.print(f"Distilling {LCM_REPO} from {BASE_MODEL} (hubkit train lcm-lora defaults)…")
+        config = LCMLoRAConfig(**_steps_override("HUBKIT_DEMO_LCM_STEPS"))
+        return distill_to_folder(BASE_MODEL, config, folder, repo_id=LCM_REPO, force=True)
+
+    publish_trained(hub, LCM_REPO, SPM_DIR / "lcm-lora-shapes", train)
+    baseline_rows(hub, [("shapes-speed", {})])
 
 
 def run_leaderboard(hub) -> None:

@@ -63,6 +63,19 @@ def print_metrics(record: dict) -> None:
     Console().print(table)
 
 
+def _save_plot(record: dict, path: Path) -> None:
+    from hubkit.leaderboard.board import records_table
+    from hubkit.leaderboard.plots import quality_vs_cost
+
+    png = quality_vs_cost(records_table([record]))
+    if png is None:
+        typer.echo("no plot: the suite measures no alignment against UNet evaluations")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png)
+    typer.echo(f"plot: {path}")
+
+
 def eval_command(
     source: Annotated[str, typer.Argument(metavar="REPO_OR_PATH", help="Repo id on the Hub, or a folder.")],
     suite: Annotated[str, typer.Option("--suite", help="Suite name (shapes-quality...) or a suite .json.")],
@@ -77,6 +90,10 @@ def eval_command(
     no_push: Annotated[
         bool, typer.Option("--no-push", help="Do not publish the record nor write it into the card.")
     ] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Also save the quality-vs-cost plot (PNG; a steps sweep draws a curve)."),
+    ] = None,
     results_repo: ResultsRepoOption = "hubkit/leaderboard-results",
     endpoint: EndpointOption = None,
     token: TokenOption = None,
@@ -100,6 +117,8 @@ def eval_command(
     print_metrics(record)
     if json_out:
         typer.echo(f"record written to {json_out}")
+    if plot:
+        _save_plot(record, plot)
     if not no_push and not is_local(source):
         typer.echo(f"record published to {results_repo}; card updated ({record['card_commit']})")
     elif not no_push:

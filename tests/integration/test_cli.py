@@ -124,6 +124,7 @@ def test_publish_errors_are_clear(hub, artifact: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # two demo runs; the first trains and evaluates everything on one core
 def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
     import urllib.request
 
@@ -138,9 +139,10 @@ def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
         "HF_ENDPOINT": "",
         "HF_TOKEN": "",
         "HUBKIT_DEMO_SPM_STEPS": "3",  # smoke-run SPM training; bench/spm_erasure.py measures the defaults
+        "HUBKIT_DEMO_LCM_STEPS": "3",  # smoke-run distillation; bench/lcm_speed.py measures the defaults
     }
     env = {k: v for k, v in {**os.environ, **env}.items() if v != ""}
-    run = {"capture_output": True, "text": True, "env": env, "timeout": 900, "cwd": tmp_path}
+    run = {"capture_output": True, "text": True, "env": env, "timeout": 1500, "cwd": tmp_path}
     out = subprocess.run([sys.executable, "-m", "hubkit.demo"], **run)
     pid_files = [tmp_path / "home" / "hub" / "server.pid", tmp_path / "home" / "leaderboard-space.pid"]
     try:
@@ -157,6 +159,12 @@ def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
                 and f"finished hubkit/spm-{concept}" in out.stdout
             )
         assert "shapes-erasure" in out.stdout
+        # The LCM-LoRA: distilled, published, evaluated on the steps sweep beside the base.
+        assert (
+            "Published hubkit/lcm-lora-shapes" in out.stdout
+            and "finished hubkit/lcm-lora-shapes" in out.stdout
+        )
+        assert "Baseline: hubkit/tiny-sd-shapes on shapes-speed" in out.stdout
         assert (tmp_path / ".demo" / "plots" / "quality_vs_cost.png").stat().st_size > 1000
         space_url = f"http://127.0.0.1:{space_port}/"
         assert space_url in out.stdout
@@ -171,6 +179,7 @@ def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
         assert again.returncode == 0, again.stdout + again.stderr
         assert "queued   hubkit/" not in again.stdout and "running  hubkit/" not in again.stdout
         assert "hubkit/spm-red is on the Hub: reused" in again.stdout
+        assert "hubkit/lcm-lora-shapes is on the Hub: reused" in again.stdout
         assert "shapes-quality (v1)" in again.stdout
         assert {r: len(api.list_repo_commits(r)) for r in repos} == commits
     finally:

@@ -1,0 +1,358 @@
+"""hubkit fast-sampling Space: a teacher and its distilled few-step LoRA (LCM-LoRA) on one prompt, timed.
+
+Runs on a Hugging Face Space or locally against any Hub that ``HF_ENDPOINT`` names, hubkit's embedded one
+included. Two pipelines are loaded from the same base repo with stock diffusers (``StableDiffusionPipeline``)
+and kept: the teacher samples with the base model's own scheduler and classifier-free guidance; the student
+gets the LoRA and the scheduler its ``hubkit.json`` names through ``hubkit.pipelines.lcm_lora.load_lcm_lora``
+(swapped with ``unload_lcm_lora`` when another LoRA is asked for). Both run the same prompt from the same
+seed, and each call is timed with ``time.perf_counter``: nothing of the method is re-implemented here.
+
+Settings are read from the environment: ``HUBKIT_LCM_REPO`` (the LoRA offered, default
+``hubkit/lcm-lora-shapes``), ``HUBKIT_BASE_REPO`` (the base model when the LoRA's card names none, default
+``hubkit/tiny-sd-shapes``), ``HF_ENDPOINT``, ``HF_TOKEN``, ``GRADIO_SERVER_NAME`` and ``GRADIO_SERVER_PORT``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+import torch
+from diffusers import StableDiffusionPipeline
+from hubkit.pipelines.lcm_lora import load_lcm_lora, unload_lcm_lora
+from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError
+from huggingface_hub.utils import validate_repo_id
+from PIL import Image
+
+DEFAULT_LORA = "hubkit/lcm-lora-shapes"
+DEFAULT_BASE = "hubkit/tiny-sd-shapes"
+DEFAULT_PROMPT = "a red circle on a white background"
+STUDENT_STEPS = (1, 8, 4)
+"""The student's steps slider: least, most, default (LCM-LoRA's recipe is 4)."""
+TEACHER_STEPS = (1, 100, 25)
+TEACHER_GUIDANCE = 7.5
+SHOWN_PIXELS = 256
+"""Images are upscaled (nearest neighbour: every generated pixel stays a crisp square) to this width."""
+ADAPTER = "lcm"
+TABLE_TYPES = {
+    "role": "str",
+    "model": "str",
+    "scheduler": "str",
+    "steps": "number",
+    "guidance": "number",
+    "seconds": "number",
+}
+
+ABOUT = """
+## How to read it
+
+Both images start from the same noise (same seed). The **teacher** is the base model with its own scheduler
+and classifier-free guidance 7.5, so every step runs the UNet twice (with and without the prompt). The
+**student** is the same base model with a LoRA distilled from it by latent consistency distillation
+(LCM-LoRA, Luo et al. 2023): it samples in 1 to 8 steps with `LCMScheduler` and guidance 1, one UNet pass a
+step, because the guidance was baked in during distillation.
+
+The table gives each pipeline's wall-clock seconds for this call (the LoRA is fused into the student's UNet,
+so it adds nothing per step); the speed-up is the teacher's seconds over the student's.
+
+Type any LCM-LoRA repo id (`namespace/name`) to try another. With the base model left empty, the one the
+LoRA's card names (`base_model`) is used. LoRAs are loaded with `hubkit.pipelines.lcm_lora.load_lcm_lora`
+onto a stock diffusers pipeline; see the LoRA's model card for the code.
+"""
+
+
+# ------------------------------------------------------------------------------------------ settings
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    """The environment variable ``name``, read at call time; ``default`` when unset or empty."""
+    return os.environ.get(name) or default
+
+
+def default_lora() -> str:
+    """The LoRA repo the page opens with (``HUBKIT_LCM_REPO``)."""
+    return _env("HUBKIT_LCM_REPO", DEFAULT_LORA)
+
+
+def fallback_base() -> str:
+    """The base model used when none is typed and the LoRA's card names none (``HUBKIT_BASE_REPO``)."""
+    return _env("HUBKIT_BASE_REPO", DEFAULT_BASE)
+
+
+def _token() -> str | None:
+    return _env("HF_TOKEN")
+
+
+def _hub() -> str:
+    return _env("HF_ENDPOINT", "the Hub")
+
+
+class LoadError(Exception):
+    """A base model or LoRA cannot be loaded; the message says which and why, for the UI."""
+
+
+def _summary(err: BaseException) -> str:
+    """The first line of an exception's message (its class name when it has none)."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def valid_repo(value: str, what: str) -> str:
+    """``value`` stripped; LoadError unless it is a Hub repo id ``namespace/name`` (never a local path)."""
+    repo, problem = value.strip(), None
+    if repo.count("/") != 1:
+        problem = "it must have the form namespace/name"
+    else:
+        try:
+            validate_repo_id(repo)
+        except HFValidationError as err:
+            problem = _summary(err)
+    if problem:
+        raise LoadError(f"`{repo}` is not a valid {what} repo id: {problem}")
+    if Path(repo).exists():  # diffusers would read a local folder of that name before asking the Hub
+        raise LoadError(f"`{repo}` names a folder on the Space's disk, not a Hub repo: refused")
+    return repo
+
+
+def base_of(lora: str) -> str | None:
+    """The ``base_model`` of the LoRA's card (None without one); LoadError when the repo cannot be read."""
+    try:
+        info = HfApi(token=_token()).model_info(lora)
+    except RepositoryNotFoundError as err:
+        raise LoadError(
+            f"Cannot load the LoRA `{lora}`: no such repo on {_hub()} (or it is private and the Space's "
+            "token cannot see it)"
+        ) from err
+    except HfHubHTTPError as err:
+        raise LoadError(f"Cannot read the LoRA `{lora}` from {_hub()}: {_summary(err)}") from err
+    found = getattr(info.card_data, "base_model", None) if info.card_data else None
+    if isinstance(found, list):
+        found = found[0] if len(found) == 1 else None
+    return found if isinstance(found, str) and found.strip() else None
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+class Pair:
+    """The teacher and student pipelines of one base model (the student with one LoRA), behind one lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.base: str | None = None
+        self.teacher: Any = None
+        self.student: Any = None
+        self.lora: str | None = None
+        self.settings: dict[str, Any] = {}
+
+    def _from_pretrained(self, base: str) -> Any:
+        try:
+            pipe = StableDiffusionPipeline.from_pretrained(base, token=_token())
+        except Exception as err:
+            raise LoadError(f"Cannot load the base model `{base}` from {_hub()}: {_summary(err)}") from err
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.to("cuda" if torch.cuda.is_available() else "cpu")
+
+    def use_base(self, base: str) -> None:
+        """Both pipelines of ``base``, loaded unless they are already (the student without a LoRA then)."""
+        if base == self.base:
+            return
+        self.base = self.teacher = self.student = self.lora = None
+        teacher = self._from_pretrained(base)
+        self.student = self._from_pretrained(base)
+        self.teacher, self.base, self.settings = teacher, base, {}
+
+    def use_lora(self, lora: str) -> dict[str, Any]:
+        """Put ``lora`` (and its scheduler) on the student in place of the one it has; its call settings."""
+        if lora == self.lora:
+            return self.settings
+        pipe = self.student
+        if self.lora is not None:
+            unload_lcm_lora(pipe, ADAPTER)
+            self.lora, self.settings = None, {}
+        try:
+            settings = load_lcm_lora(pipe, lora, ADAPTER, fuse=True, token=_token())
+        except Exception as err:
+            if ADAPTER in (getattr(pipe.unet, "peft_config", None) or {}):  # a half-made load
+                pipe.delete_adapters(ADAPTER)
+            text = _summary(err)
+            if "does not fit" in text:  # load_lcm_lora's word for weights the UNet cannot take
+                cause = _summary(err.__cause__ or err)
+                fit = f"The LoRA `{lora}` does not fit the base model `{self.base}` (made for another UNet?)"
+                raise LoadError(f"{fit}: {cause}") from err
+            raise LoadError(f"Cannot load the LoRA `{lora}` from {_hub()}: {text}") from err
+        self.lora, self.settings = lora, settings
+        return settings
+
+    def warm_up(self) -> None:
+        """Load the default LoRA and its base ahead of the first request (errors wait for it)."""
+        try:
+            with self.lock:
+                lora = valid_repo(default_lora(), "LoRA")
+                self.use_base(base_of(lora) or fallback_base())
+                self.use_lora(lora)
+        except Exception as err:
+            print(f"warm-up: {err}", flush=True)
+
+
+PAIR = Pair()
+
+
+def timed(pipe: Any, prompt: str, steps: int, guidance: float, seed: int) -> tuple[Image.Image, float]:
+    """One image of ``pipe`` for ``prompt`` from ``seed`` and the wall-clock seconds the call took."""
+    generator = torch.Generator().manual_seed(seed)
+    started = time.perf_counter()
+    out = pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, generator=generator)
+    seconds = time.perf_counter() - started
+    return out.images[0], seconds
+
+
+def enlarged(image: Image.Image) -> Image.Image:
+    """``image`` at ``SHOWN_PIXELS`` wide, every pixel a square (nearest neighbour)."""
+    return image.resize(
+        (SHOWN_PIXELS, round(SHOWN_PIXELS * image.height / image.width)), Image.Resampling.NEAREST
+    )
+
+
+def empty_table() -> pd.DataFrame:
+    """The timing table with its columns and no rows."""
+    dtypes = {name: "float64" if kind == "number" else "object" for name, kind in TABLE_TYPES.items()}
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in dtypes.items()})
+
+
+def refused(message: str, title: str) -> gr.Error:
+    """The error the page shows (and gradio_client raises) for bad input; no traceback in the log."""
+    return gr.Error(message, title=title, print_exception=False)
+
+
+def _whole(value: float | int | str | None, default: int, low: int, high: int, what: str) -> int:
+    """``value`` (``default`` when empty) as an int; refused unless it is a whole number in [low, high]."""
+    try:
+        number = float(default if value is None or value == "" else value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number.is_integer() or not low <= number <= high:
+        raise refused(f"{what} must be a whole number from {low} to {high}, got {value}.", "Bad input")
+    return int(number)
+
+
+def generate(
+    prompt: str,
+    steps: float | int | None = STUDENT_STEPS[2],
+    teacher_steps: float | int | None = TEACHER_STEPS[2],
+    seed: float | int | None = 0,
+    lora: str | None = None,
+    base: str | None = None,
+) -> tuple[Image.Image, Image.Image, pd.DataFrame, str]:
+    """``prompt`` through the teacher (``teacher_steps``, guidance 7.5) and the student (the LoRA at
+    ``steps``), same seed: the two images, the timing table and a status line with the speed-up. An empty
+    ``lora`` is the page's default; an empty ``base`` is the one the LoRA's card names."""
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise refused("Enter a prompt.", "No prompt")
+    steps = _whole(steps, STUDENT_STEPS[2], *STUDENT_STEPS[:2], "The student's steps")
+    teacher_steps = _whole(teacher_steps, TEACHER_STEPS[2], *TEACHER_STEPS[:2], "The teacher's steps")
+    seed = _whole(seed, 0, 0, 2**32 - 1, "The seed")
+    with PAIR.lock:
+        try:
+            lora = valid_repo((lora or "").strip() or default_lora(), "LoRA")
+            typed = valid_repo(base, "base model") if base and base.strip() else None
+            from_card = base_of(lora)  # also: does the LoRA repo exist at all?
+            base = typed or from_card or fallback_base()
+            PAIR.use_base(base)
+            settings = PAIR.use_lora(lora)
+        except LoadError as err:
+            raise refused(str(err), "Cannot load") from err
+        guidance = float(settings["guidance_scale"])
+        teacher_image, teacher_s = timed(PAIR.teacher, prompt, teacher_steps, TEACHER_GUIDANCE, seed)
+        student_image, student_s = timed(PAIR.student, prompt, steps, guidance, seed)
+        schedulers = type(PAIR.teacher.scheduler).__name__, type(PAIR.student.scheduler).__name__
+    rows = [
+        ("teacher", base, schedulers[0], teacher_steps, TEACHER_GUIDANCE, teacher_s),
+        ("student", f"{base} + {lora}", schedulers[1], steps, guidance, student_s),
+    ]
+    table = pd.DataFrame([(*row[:5], round(row[5], 3)) for row in rows], columns=list(TABLE_TYPES))
+    where = "typed" if typed else ("from the LoRA's card" if from_card else "the Space's default")
+    status = (
+        f"Student **{teacher_s / student_s:.1f}× faster**: {steps} steps in {student_s:.2f} s against the "
+        f"teacher's {teacher_steps} in {teacher_s:.2f} s · base `{base}` ({where}) · LoRA `{lora}` · "
+        f"seed {seed}"
+    )
+    return enlarged(teacher_image), enlarged(student_image), table, status
+
+
+# ------------------------------------------------------------------------------------------------ UI
+
+
+def build_demo() -> gr.Blocks:
+    """The Space's Blocks; nothing is loaded until the first Generate (or the warm-up of ``__main__``)."""
+    low, high, default = STUDENT_STEPS
+    with gr.Blocks(title="hubkit Fast sampling") as demo:
+        gr.Markdown(
+            "# hubkit Fast sampling\nA base model (the teacher, many steps with guidance) against the same "
+            "model with a distilled few-step LoRA (LCM-LoRA, the student), same prompt and seed, timed."
+        )
+        with gr.Row():
+            prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", elem_id="prompt", scale=4, max_lines=2)
+            button = gr.Button("Generate", variant="primary", elem_id="generate-button", scale=1)
+        with gr.Row():
+            steps = gr.Slider(low, high, value=default, step=1, label="Student steps", elem_id="steps")
+            teacher_steps = gr.Slider(
+                TEACHER_STEPS[0],
+                TEACHER_STEPS[1],
+                value=TEACHER_STEPS[2],
+                step=1,
+                label="Teacher steps",
+                elem_id="teacher-steps",
+            )
+            seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="seed")
+        with gr.Row():
+            lora = gr.Textbox(value=default_lora(), label="LCM-LoRA repo", elem_id="lora", max_lines=1)
+            base = gr.Textbox(
+                value="",
+                label="Base model repo",
+                placeholder=f"empty: the LoRA card's base_model, else {fallback_base()}",
+                elem_id="base",
+                max_lines=1,
+            )
+        status = gr.Markdown(elem_id="speed-status")
+        with gr.Row():
+            shown = {"format": "png", "type": "pil", "height": SHOWN_PIXELS + 40, "interactive": False}
+            teacher = gr.Image(label="Teacher", elem_id="teacher-image", **shown)
+            student = gr.Image(label="Student (LCM-LoRA)", elem_id="student-image", **shown)
+        table = gr.Dataframe(
+            value=empty_table(),
+            datatype=list(TABLE_TYPES.values()),
+            interactive=False,
+            label="Wall-clock seconds of each pipeline for this call",
+            elem_id="timing-table",
+        )
+        gr.Markdown(ABOUT, elem_id="about")
+        wiring = {
+            "fn": generate,
+            "inputs": [prompt, steps, teacher_steps, seed, lora, base],
+            "outputs": [teacher, student, table, status],
+        }
+        button.click(**wiring, api_name="generate")
+        prompt.submit(**wiring, api_name="generate_submit", api_visibility="private")  # Enter: the same
+    return demo
+
+
+demo = build_demo()
+
+
+def main() -> None:
+    """Serve the page on ``GRADIO_SERVER_NAME``:``GRADIO_SERVER_PORT``, loading the default LoRA meanwhile."""
+    threading.Thread(target=PAIR.warm_up, name="warm-up", daemon=True).start()
+    port = int(_env("GRADIO_SERVER_PORT", "7860"))
+    demo.launch(server_name=_env("GRADIO_SERVER_NAME", "127.0.0.1"), server_port=port)
+
+
+if __name__ == "__main__":
+    main()
