@@ -30,6 +30,7 @@ _VARIANTS = {
 
 
 def _settings_table(config: LCMLoRAConfig, facts: dict[str, Any]) -> str:
+    target = f"EMA of the LoRA, decay {config.ema_decay:g}" if config.ema_decay else "the LoRA (no EMA)"
     rows = [
         ("variant", f"`{config.variant}`: {_VARIANTS[config.variant]}"),
         ("rank / alpha", f"{config.rank} / {config.alpha:g}"),
@@ -38,6 +39,7 @@ def _settings_table(config: LCMLoRAConfig, facts: dict[str, Any]) -> str:
         ("solver", f"skipping-step DDIM on a {config.num_ddim_timesteps}-point grid"),
         ("boundary scalings", f"σ_data 0.5, timestep scaling {config.timestep_scaling:g}"),
         ("loss", f"pseudo-Huber, c = {config.huber_c:g}"),
+        ("target network", target),
         ("steps / batch / lr", f"{config.steps} / {config.batch_size} / {config.lr:g} (AdamW, constant)"),
         ("seed", str(config.seed)),
     ]

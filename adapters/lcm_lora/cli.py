@@ -73,6 +73,9 @@ def train_command(
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Images per step.")] = None,
     w_min: Annotated[float | None, typer.Option("--w-min", help="Lowest teacher guidance ω.")] = None,
     w_max: Annotated[float | None, typer.Option("--w-max", help="Highest teacher guidance ω.")] = None,
+    ema_decay: Annotated[
+        float | None, typer.Option("--ema-decay", help="EMA decay of the target network; 0: none.")
+    ] = None,
     reward_scale: Annotated[
         float | None, typer.Option("--reward-scale", help="rg-lcd: weight of the judge reward.")
     ] = None,
@@ -95,6 +98,7 @@ def train_command(
             "batch_size": batch_size,
             "w_min": w_min,
             "w_max": w_max,
+            "ema_decay": ema_decay,
             "reward_scale": reward_scale,
             "seed": seed,
         }.items()

@@ -7,8 +7,9 @@ One step, for a batch of (image, caption) pairs (diffusers' ``train_lcm_distill_
 2. Student (LoRA on, with gradient): f_θ(z_s, t_s) = c_skip(t_s)·z_s + c_out(t_s)·x̂₀(z_s, t_s).
 3. Teacher (LoRA off, no gradient): conditional and unconditional predictions, ω-form guidance
    x̂ = x̂_c + ω(x̂_c − x̂_u) on both x̂₀ and ε̂, one DDIM step of the skipping-step solver t_s → t_e.
-4. Target (LoRA on, no gradient; no EMA network, as the LoRA script): f_θ⁻(ẑ_{t_e}, t_e).
-5. Loss: pseudo-Huber √((f_θ − f_θ⁻)² + c²) − c, gradients clipped; AdamW with warm-up.
+4. Target (no gradient): f_θ⁻(ẑ_{t_e}, t_e) with θ⁻ an EMA of the LoRA (the LCM paper; ``ema_decay``), or
+   θ⁻ = θ with ``ema_decay=0`` (the LoRA script). Computed before the student, whose graph θ⁻ would clobber.
+5. Loss: pseudo-Huber √((f_θ − f_θ⁻)² + c²) − c, gradients clipped; AdamW with warm-up; θ⁻ ← EMA.
 
 ``rg-lcd`` adds −reward_scale·R(decode(f_θ(z_s))): a reward on the student's *one-step* output, as RG-LCD
 does (no backpropagation through multi-step sampling). Here R is the reference world's judge: the mean
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +66,24 @@ def remove_lora(unet: Any, adapter_name: str = ADAPTER_NAME) -> None:
     unet.delete_adapters(adapter_name)
     if not getattr(unet, "peft_config", None):
         unet.unload_lora()
+
+
+@contextmanager
+def _weights_swapped(params: list[torch.Tensor], replacement: list[torch.Tensor] | None) -> Iterator[None]:
+    """``params`` hold ``replacement``'s values inside the block (nothing changes when it is None)."""
+    if replacement is None:
+        yield
+        return
+    kept = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, value in zip(params, replacement, strict=True):
+            p.copy_(value)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, value in zip(params, kept, strict=True):
+                p.copy_(value)
 
 
 def boundary_scalings(t: torch.Tensor, timestep_scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,6 +204,9 @@ def distill_lcm_lora(
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    # The target network θ⁻: an EMA of the LoRA (the LCM paper) or, with ema_decay 0, the online LoRA itself
+    # under no_grad (LCM-LoRA's script, which saves the memory of a second UNet).
+    ema = [p.detach().clone() for p in params] if config.ema_decay else None
     lr_schedule = get_constant_schedule_with_warmup(optimizer, config.warmup_steps)
     optimizer, lr_schedule = accelerator.prepare(optimizer, lr_schedule)
 
@@ -214,66 +237,76 @@ def distill_lcm_lora(
     bar = tqdm(
         range(config.steps), desc=f"{config.variant.upper()} distillation", disable=not progress, leave=False
     )
-    for step in bar:
-        images, captions, attributes = next(batches)
-        b = images.shape[0]
-        with torch.no_grad():
-            z0 = vae.encode(images.to(device)).latent_dist.sample(generator=None) * sf
-        emb = prompts(captions)
-        n = torch.randint(0, N, (b,), generator=generator).to(device)
-        t_s = grid[n]
-        t_e = (t_s - skip).clamp(min=0)
-        eps = torch.randn(z0.shape, generator=generator).to(device)
-        a_s, s_s = bcast(alphas_cumprod[t_s].sqrt()), bcast((1 - alphas_cumprod[t_s]).sqrt())
-        z_s = a_s * z0 + s_s * eps
-        w = bcast(config.w_min + (config.w_max - config.w_min) * torch.rand(b, generator=generator)).to(
-            device
-        )
-        c_skip_s, c_out_s = (bcast(c) for c in boundary_scalings(t_s, config.timestep_scaling))
-        c_skip_e, c_out_e = (bcast(c) for c in boundary_scalings(t_e, config.timestep_scaling))
+    try:
+        for step in bar:
+            images, captions, attributes = next(batches)
+            b = images.shape[0]
+            with torch.no_grad():
+                z0 = vae.encode(images.to(device)).latent_dist.sample(generator=None) * sf
+            emb = prompts(captions)
+            n = torch.randint(0, N, (b,), generator=generator).to(device)
+            t_s = grid[n]
+            t_e = (t_s - skip).clamp(min=0)
+            eps = torch.randn(z0.shape, generator=generator).to(device)
+            a_s, s_s = bcast(alphas_cumprod[t_s].sqrt()), bcast((1 - alphas_cumprod[t_s]).sqrt())
+            z_s = a_s * z0 + s_s * eps
+            w = bcast(config.w_min + (config.w_max - config.w_min) * torch.rand(b, generator=generator)).to(
+                device
+            )
+            c_skip_s, c_out_s = (bcast(c) for c in boundary_scalings(t_s, config.timestep_scaling))
+            c_skip_e, c_out_e = (bcast(c) for c in boundary_scalings(t_e, config.timestep_scaling))
 
-        x0_student, _ = _x0_and_eps(unet(z_s, t_s, encoder_hidden_states=emb).sample, z_s, a_s, s_s, kind)
-        student = c_skip_s * z_s + c_out_s * x0_student
+            with torch.no_grad():
+                unet.disable_adapters()  # the teacher is the frozen base
+                try:
+                    both = unet(
+                        torch.cat([z_s, z_s]),
+                        torch.cat([t_s, t_s]),
+                        encoder_hidden_states=torch.cat([emb, uncond.expand_as(emb)]),
+                    ).sample
+                finally:
+                    unet.enable_adapters()
+                x0_c, eps_c = _x0_and_eps(both[:b], z_s, a_s, s_s, kind)
+                x0_u, eps_u = _x0_and_eps(both[b:], z_s, a_s, s_s, kind)
+                x0 = x0_c + w * (x0_c - x0_u)
+                eps_hat = eps_c + w * (eps_c - eps_u)
+                a_prev = bcast(alpha_prev[n])
+                z_e = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps_hat
+                a_e, s_e = bcast(alphas_cumprod[t_e].sqrt()), bcast((1 - alphas_cumprod[t_e]).sqrt())
+                with _weights_swapped(params, ema):
+                    target_out = unet(z_e, t_e, encoder_hidden_states=emb).sample
+                x0_target, _ = _x0_and_eps(target_out, z_e, a_e, s_e, kind)
+                target = c_skip_e * z_e + c_out_e * x0_target
 
-        with torch.no_grad():
-            unet.disable_adapters()  # the teacher is the frozen base
-            try:
-                both = unet(
-                    torch.cat([z_s, z_s]),
-                    torch.cat([t_s, t_s]),
-                    encoder_hidden_states=torch.cat([emb, uncond.expand_as(emb)]),
-                ).sample
-            finally:
-                unet.enable_adapters()
-            x0_c, eps_c = _x0_and_eps(both[:b], z_s, a_s, s_s, kind)
-            x0_u, eps_u = _x0_and_eps(both[b:], z_s, a_s, s_s, kind)
-            x0 = x0_c + w * (x0_c - x0_u)
-            eps_hat = eps_c + w * (eps_c - eps_u)
-            a_prev = bcast(alpha_prev[n])
-            z_e = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps_hat
-            a_e, s_e = bcast(alphas_cumprod[t_e].sqrt()), bcast((1 - alphas_cumprod[t_e]).sqrt())
-            x0_target, _ = _x0_and_eps(unet(z_e, t_e, encoder_hidden_states=emb).sample, z_e, a_e, s_e, kind)
-            target = c_skip_e * z_e + c_out_e * x0_target
-
-        diff = (student.float() - target.float()) ** 2
-        loss = ((diff + config.huber_c**2).sqrt() - config.huber_c).mean()
-        if config.variant == "rg-lcd":
-            decoded = vae.decode(student / sf).sample.add(1).div(2).clamp(0, 1)
-            r = reward(decoded, attributes).mean()
-            loss = loss - config.reward_scale * r
-            rewards.append(float(r.detach()))
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        if accelerator.num_processes > 1:  # the LoRA lives in an unprepared module: sync by hand
-            for p in params:
-                p.grad = accelerator.reduce(p.grad, reduction="mean")
-        accelerator.clip_grad_norm_(params, config.max_grad_norm)
-        optimizer.step()
-        lr_schedule.step()
-        losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", **({"reward": f"{rewards[-1]:.3f}"} if rewards else {}))
-        if on_step is not None:
-            on_step(step, {"loss": losses[-1], **({"reward": rewards[-1]} if rewards else {})})
+            # The student runs after the target: swapping θ⁻ in place would break the student's saved graph.
+            x0_student, _ = _x0_and_eps(unet(z_s, t_s, encoder_hidden_states=emb).sample, z_s, a_s, s_s, kind)
+            student = c_skip_s * z_s + c_out_s * x0_student
+            diff = (student.float() - target.float()) ** 2
+            loss = ((diff + config.huber_c**2).sqrt() - config.huber_c).mean()
+            if config.variant == "rg-lcd":
+                decoded = vae.decode(student / sf).sample.add(1).div(2).clamp(0, 1)
+                r = reward(decoded, attributes).mean()
+                loss = loss - config.reward_scale * r
+                rewards.append(float(r.detach()))
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if accelerator.num_processes > 1:  # the LoRA lives in an unprepared module: sync by hand
+                for p in params:
+                    p.grad = accelerator.reduce(p.grad, reduction="mean")
+            accelerator.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            lr_schedule.step()
+            if ema is not None:
+                with torch.no_grad():
+                    for target, online in zip(ema, params, strict=True):
+                        target.lerp_(online, 1 - config.ema_decay)
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", **({"reward": f"{rewards[-1]:.3f}"} if rewards else {}))
+            if on_step is not None:
+                on_step(step, {"loss": losses[-1], **({"reward": rewards[-1]} if rewards else {})})
+    except BaseException:
+        remove_lora(unet)  # a failed run leaves the teacher as it was
+        raise
     for p in params:
         p.requires_grad_(False)
     unet.eval()

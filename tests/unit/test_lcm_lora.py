@@ -56,6 +56,32 @@ def _unet_out(pipe) -> torch.Tensor:
         return pipe.unet(x, torch.tensor(499), encoder_hidden_states=emb).sample
 
 
+def test_ema_target_network_changes_the_target_but_not_the_first_step(pipe):
+    """θ⁻ = EMA of the LoRA: equal to θ at the start, so step 1's loss is as without it; then it lags,
+    so the loss differs; the UNet's own weights come back untouched either way."""
+    base = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    losses = {}
+    for decay in (0.0, 0.5):
+        config = LCMLoRAConfig(steps=3, batch_size=2, rank=4, alpha=4, lr=5e-2, ema_decay=decay)
+        result = distill_lcm_lora(pipe, config, progress=False)
+        losses[decay] = result.losses
+        remove_lora(result.unet)
+    assert losses[0.0][0] == pytest.approx(losses[0.5][0], rel=1e-5)
+    assert losses[0.0][2] != pytest.approx(losses[0.5][2], rel=1e-3)
+    assert all(torch.equal(base[k], v) for k, v in pipe.unet.state_dict().items())
+
+
+def test_a_failed_distillation_leaves_the_teacher_without_a_lora(pipe):
+    def batches():
+        images = torch.zeros(2, 3, 32, 32)
+        yield images, ["a red circle", "a blue square"], [{}, {}]
+        raise OSError("dataset went away")
+
+    with pytest.raises(OSError, match="went away"):
+        distill_lcm_lora(pipe, LCMLoRAConfig(steps=3, batch_size=2, rank=4, alpha=4), batches=batches())
+    assert not getattr(pipe.unet, "peft_config", None)
+
+
 def test_boundary_scalings_make_f_the_identity_at_zero_and_an_x0_predictor_after():
     c_skip, c_out = boundary_scalings(torch.tensor([0, 19, 999]), 10.0)
     assert c_skip[0] == 1.0 and c_out[0] == 0.0
@@ -71,6 +97,8 @@ def test_config_rejects_bad_settings():
         LCMLoRAConfig(target_modules=[])
     with pytest.raises(ValueError, match="w_min <= w_max"):
         LCMLoRAConfig(w_min=9, w_max=3)
+    with pytest.raises(ValueError, match="ema_decay"):
+        LCMLoRAConfig(ema_decay=1.0)
     assert LCMLoRAConfig(variant="rg-lcd").reward_scale > 0
     assert LCMLoRAConfig.from_dict(json.loads(LCMLoRAConfig(rank=8).to_json())).rank == 8
 
