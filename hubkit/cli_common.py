@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -30,10 +30,20 @@ def command_group(name: str, help: str) -> typer.Typer:
 
 
 @contextlib.contextmanager
-def exit_on_hub_error() -> Iterator[None]:
-    """Print a HubError's sentence in red and exit 1, instead of a traceback."""
+def exit_on(*errors: type[Exception]) -> Iterator[None]:
+    """Print the sentence of any of ``errors`` in red and exit 1, instead of a traceback."""
     try:
         yield
-    except HubError as err:
+    except errors as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(1) from err
+
+
+def exit_on_hub_error() -> contextlib.AbstractContextManager[None]:
+    """``exit_on(HubError)``: what every command that talks to the Hub does with its errors."""
+    return exit_on(HubError)
+
+
+def given(**options: Any) -> dict[str, Any]:
+    """The options the user gave (not None): a method config's overrides of its defaults."""
+    return {name: value for name, value in options.items() if value is not None}

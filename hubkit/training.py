@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["JSONConfig", "prepare_training"]
+__all__ = ["JSONConfig", "prepare_training", "write_trained_folder"]
 
 C = TypeVar("C", bound="JSONConfig")
 
@@ -55,3 +56,22 @@ def prepare_training(
         except HubError as err:
             raise error(str(err)) from err
     return out, pipe
+
+
+def write_trained_folder(
+    out: Path,
+    weight_name: str,
+    save: Callable[[Path], None],
+    card: Callable[[dict[str, Any]], Any],
+    facts: dict[str, Any],
+) -> None:
+    """Write ``out`` whole or not at all: ``save`` puts the weights and ``hubkit.json`` in, ``facts`` gains
+    the weights' ``file_bytes``, then ``card(facts)`` (a ``ModelCard``) becomes its README.md."""
+    from hubkit.files import atomic_folder
+
+    def fill(folder: Path) -> None:
+        save(folder)
+        facts["file_bytes"] = (folder / weight_name).stat().st_size
+        card(facts).save(str(folder / "README.md"))
+
+    atomic_folder(out, fill, force=True)

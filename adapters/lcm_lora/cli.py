@@ -8,9 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from hubkit.cli_common import EndpointOption, TokenOption
-from hubkit.files import atomic_folder
-from hubkit.training import prepare_training
+from hubkit.cli_common import EndpointOption, TokenOption, exit_on, given
+from hubkit.training import prepare_training, write_trained_folder
 
 from .config import LCMLoRAConfig
 
@@ -50,13 +49,15 @@ def distill_to_folder(
         "final_loss": sum(result.losses[-50:]) / len(result.losses[-50:]),
     }
 
-    def fill(folder: Path) -> None:
-        save_lcm_lora(folder, unet, config, ADAPTER_NAME, {"base_model": base, "facts": facts})
-        facts["file_bytes"] = (folder / WEIGHT_NAME).stat().st_size
-        lcm_lora_card(config, base, repo_id, facts=facts).save(str(folder / "README.md"))
-
+    info = {"base_model": base, "facts": facts}
     try:
-        atomic_folder(out, fill, force=True)
+        write_trained_folder(
+            out,
+            WEIGHT_NAME,
+            lambda folder: save_lcm_lora(folder, unet, config, ADAPTER_NAME, info),
+            lambda facts: lcm_lora_card(config, base, repo_id, facts=facts),
+            facts,
+        )
     finally:
         remove_lora(unet)  # the caller's pipeline gets its UNet back as it was
     return facts
@@ -88,30 +89,23 @@ def train_command(
     """Distil a few-step LoRA from --base by consistency distillation; then `hubkit publish OUT REPO`."""
     from rich.console import Console
 
-    overrides = {
-        k: v
-        for k, v in {
-            "steps": steps,
-            "rank": rank,
-            "alpha": alpha if alpha is not None else (float(rank) if rank is not None else None),
-            "lr": lr,
-            "batch_size": batch_size,
-            "w_min": w_min,
-            "w_max": w_max,
-            "ema_decay": ema_decay,
-            "reward_scale": reward_scale,
-            "seed": seed,
-        }.items()
-        if v is not None
-    }
-    try:
+    overrides = given(
+        steps=steps,
+        rank=rank,
+        alpha=alpha if alpha is not None else (float(rank) if rank is not None else None),
+        lr=lr,
+        batch_size=batch_size,
+        w_min=w_min,
+        w_max=w_max,
+        ema_decay=ema_decay,
+        reward_scale=reward_scale,
+        seed=seed,
+    )
+    with exit_on(ValueError):  # DistillError, bad settings
         config = LCMLoRAConfig(variant=variant, **overrides)
         facts = distill_to_folder(
             base, config, out, repo_id=repo_id, force=force, endpoint=endpoint, token=token
         )
-    except ValueError as err:  # DistillError, bad settings
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(1) from err
     Console().print(
         f"{config.variant.upper()} LoRA: {facts['parameters']:,} parameters "
         f"({facts['share'] * 100:.2f} % of the UNet), {facts['file_bytes']:,} bytes, distilled in "

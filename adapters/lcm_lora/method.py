@@ -6,7 +6,7 @@ from typing import Any
 
 from hubkit.methods import Artifact, Method, MethodError
 
-from .serialization import METHOD_NAME, WEIGHT_NAME, read_sampling
+from .serialization import METHOD_NAME, WEIGHT_NAME, call_settings, read_sampling
 
 __all__ = ["LCMLoRAMethod"]
 
@@ -41,10 +41,7 @@ class LCMLoRAMethod(Method):
             sampling = read_sampling(artifact.path)
         except ValueError as err:
             raise MethodError(f"{artifact.source}: {err}") from err
-        return {
-            "num_inference_steps": int(sampling.get("num_inference_steps", 4)),
-            "guidance_scale": float(sampling.get("guidance_scale", 1.0)),
-        }
+        return call_settings(sampling)
 
     def default_suites(self, artifact: Artifact) -> list[tuple[str, dict[str, Any]]]:
         return [("shapes-quality", {}), ("shapes-speed", {})]

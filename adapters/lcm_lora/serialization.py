@@ -21,7 +21,7 @@ from hubkit.files import write_lora_artifact
 
 from .config import LCMLoRAConfig
 
-__all__ = ["HUBKIT_JSON", "METHOD_NAME", "WEIGHT_NAME", "read_sampling", "save_lcm_lora"]
+__all__ = ["HUBKIT_JSON", "METHOD_NAME", "WEIGHT_NAME", "call_settings", "read_sampling", "save_lcm_lora"]
 
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 HUBKIT_JSON = "hubkit.json"
@@ -103,3 +103,11 @@ def read_sampling(directory: str | os.PathLike[str]) -> dict[str, Any]:
         if raw:
             return json.loads(raw)
     return LCMLoRAConfig().scheduler_settings()
+
+
+def call_settings(sampling: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline-call settings of a sampling recipe: ``pipe(prompt, **call_settings(recipe))``."""
+    return {
+        "num_inference_steps": int(sampling.get("num_inference_steps", 4)),
+        "guidance_scale": float(sampling.get("guidance_scale", 1.0)),
+    }

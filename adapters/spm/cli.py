@@ -8,9 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from hubkit.cli_common import EndpointOption, TokenOption
-from hubkit.files import atomic_folder
-from hubkit.training import prepare_training
+from hubkit.cli_common import EndpointOption, TokenOption, exit_on, given
+from hubkit.training import prepare_training, write_trained_folder
 
 from .config import SPMConfig
 
@@ -53,12 +52,13 @@ def train_to_folder(
     weights = network.adapter_weights(ADAPTER_NAME)
     network.detach_hooks()
 
-    def fill(folder: Path) -> None:
-        save_spm(folder, weights, config, {"base_model": base, "facts": facts})
-        facts["file_bytes"] = (folder / WEIGHT_NAME).stat().st_size
-        spm_card(config, base, repo_id, facts=facts).save(str(folder / "README.md"))
-
-    atomic_folder(out, fill, force=True)
+    write_trained_folder(
+        out,
+        WEIGHT_NAME,
+        lambda folder: save_spm(folder, weights, config, {"base_model": base, "facts": facts}),
+        lambda facts: spm_card(config, base, repo_id, facts=facts),
+        facts,
+    )
     return facts
 
 
@@ -96,28 +96,21 @@ def train_command(
 
     from .model import SPMError
 
-    overrides = {
-        k: v
-        for k, v in {
-            "steps": steps,
-            "lr": lr,
-            "erasing_scale": erasing_scale,
-            "anchoring_strength": anchoring_strength,
-            "anchors_per_step": anchors_per_step,
-            "anchor_source": anchor_source,
-            "templates": template,
-            "seed": seed,
-        }.items()
-        if v is not None
-    }
-    try:
+    overrides = given(
+        steps=steps,
+        lr=lr,
+        erasing_scale=erasing_scale,
+        anchoring_strength=anchoring_strength,
+        anchors_per_step=anchors_per_step,
+        anchor_source=anchor_source,
+        templates=template,
+        seed=seed,
+    )
+    with exit_on(SPMError, HubError, ValueError):
         config = SPMConfig(concepts=list(concept), surrogate=surrogate, **overrides)
         facts = train_to_folder(
             base, config, out, repo_id=repo_id, force=force, endpoint=endpoint, token=token
         )
-    except (SPMError, HubError, ValueError) as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(1) from err
     Console().print(
         f"SPM erasing {', '.join(config.concepts)}: {facts['parameters']:,} parameters "
         f"({facts['share'] * 100:.3f} % of the UNet), {facts['file_bytes']:,} bytes, trained in "

@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from hubkit.cli_common import EndpointOption, TokenOption, command_group, exit_on_hub_error
+from hubkit.cli_common import EndpointOption, TokenOption, command_group, exit_on
+from hubkit.hub.endpoint import HubError
 
 leaderboard_app = command_group(
     "leaderboard", "The leaderboard: evaluate hubkit repos on the Hub, rank them."
@@ -41,12 +42,8 @@ def exit_on_eval_error() -> Iterator[None]:
     from hubkit.leaderboard.suite import SuiteError
     from hubkit.methods import MethodError
 
-    with exit_on_hub_error():
-        try:
-            yield
-        except (EvalError, SuiteError, MethodError) as err:
-            typer.secho(f"error: {err}", fg="red", err=True)
-            raise typer.Exit(1) from err
+    with exit_on(HubError, EvalError, SuiteError, MethodError):
+        yield
 
 
 def print_metrics(record: dict) -> None:

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from hubkit.adapters.lcm_lora.config import LCMLoRAConfig
-from hubkit.adapters.lcm_lora.serialization import HUBKIT_JSON, WEIGHT_NAME, read_sampling
+from hubkit.adapters.lcm_lora.serialization import HUBKIT_JSON, WEIGHT_NAME, call_settings, read_sampling
+from hubkit.adapters.lcm_lora.train import ADAPTER_NAME
 
 __all__ = ["load_lcm_lora", "unload_lcm_lora"]
-
-ADAPTER_NAME = "lcm"
 
 
 def _sampling(source: str | os.PathLike[str], revision: str | None, token: str | None) -> dict[str, Any]:
@@ -80,10 +79,7 @@ def load_lcm_lora(
     if fuse:
         pipe.fuse_lora(adapter_names=[adapter_name])
         pipe._hubkit_fused_lcm = adapter_name
-    return {
-        "num_inference_steps": int(sampling.get("num_inference_steps", 4)),
-        "guidance_scale": float(sampling.get("guidance_scale", 1.0)),
-    }
+    return call_settings(sampling)
 
 
 def unload_lcm_lora(pipe: Any, adapter_name: str = ADAPTER_NAME) -> None:
