@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hubkit import __version__
-from hubkit.cli_common import EndpointOption, TokenOption, command_group, exit_on_hub_error
+from hubkit.cli_common import EndpointOption, RepoType, TokenOption, command_group, exit_on_hub_error, run
 
 app = command_group("hubkit", "Efficient diffusion methods as Hub-native plugins.")
 
@@ -28,23 +28,42 @@ def _root(
     """Efficient diffusion methods as Hub-native plugins."""
 
 
+def _check_users(specs: list[str] | None) -> list[str] | None:
+    """``--user`` values are refused while parsing, before the server starts, like any bad option."""
+    from hubkit.server import parse_user
+
+    for spec in specs or []:
+        try:
+            parse_user(spec)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from err
+    return specs
+
+
+RepoTypeOption = Annotated[RepoType, typer.Option("--repo-type", help="model, dataset or space.")]
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[
-        int | None, typer.Option(help="Port to listen on. Default: $HUBKIT_PORT, else 8077.")
+        int | None,
+        typer.Option(min=1, max=65535, help="Port to listen on. Default: $HUBKIT_PORT, else 8077."),
     ] = None,
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Storage folder. Default: $HUBKIT_HOME/hub.")
+        Path | None,
+        typer.Option("--data-dir", file_okay=False, help="Storage folder. Default: $HUBKIT_HOME/hub."),
     ] = None,
     user: Annotated[
         list[str] | None,
         typer.Option(
-            "--user", help="NAME:TOKEN of a user (repeatable). Default: user 'hubkit', random token."
+            "--user",
+            callback=_check_users,
+            help="NAME:TOKEN of a user (repeatable). Default: user 'hubkit', random token.",
         ),
     ] = None,
     max_upload_mb: Annotated[
-        int, typer.Option("--max-upload-mb", help="Largest single upload accepted, in MiB.")
+        int, typer.Option("--max-upload-mb", min=1, help="Largest single upload accepted, in MiB.")
     ] = 50 * 1024,
 ) -> None:
     """Run the embedded Hub-compatible server (stock clients use it through HF_ENDPOINT)."""
@@ -63,7 +82,7 @@ def serve(
 def publish(
     folder: Annotated[Path, typer.Argument(help="Artifact folder with a README.md model card.")],
     repo_id: Annotated[str, typer.Argument(help="Target repo, namespace/name.")],
-    repo_type: Annotated[str, typer.Option("--repo-type", help="model, dataset or space.")] = "model",
+    repo_type: RepoTypeOption = RepoType.MODEL,
     private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
     message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
     endpoint: EndpointOption = None,
@@ -76,7 +95,7 @@ def publish(
         result = do_publish(
             folder,
             repo_id,
-            repo_type=repo_type,
+            repo_type=repo_type.value,
             private=private,
             message=message,
             endpoint=endpoint,
@@ -89,7 +108,7 @@ def publish(
 def pull(
     repo_id: Annotated[str, typer.Argument(help="Repo to download, namespace/name.")],
     revision: Annotated[str | None, typer.Option(help="Branch, tag or commit sha.")] = None,
-    repo_type: Annotated[str, typer.Option("--repo-type", help="model, dataset or space.")] = "model",
+    repo_type: RepoTypeOption = RepoType.MODEL,
     local_dir: Annotated[
         Path | None, typer.Option("--local-dir", help="Copy files here instead of only into the cache.")
     ] = None,
@@ -103,7 +122,7 @@ def pull(
         path = do_pull(
             repo_id,
             revision=revision,
-            repo_type=repo_type,
+            repo_type=repo_type.value,
             local_dir=local_dir,
             endpoint=endpoint,
             token=token,
@@ -128,22 +147,19 @@ def _add_command_groups() -> None:
 
 
 def _train_app() -> typer.Typer:
-    """One ``hubkit train <method>`` command per registered method that trains (hubkit.methods)."""
-    from hubkit.methods import available_methods
+    """One ``hubkit train <method>`` command per registered method that trains (hubkit.cli_train)."""
+    from hubkit.cli_train import train_app
 
-    train_app = command_group("train", "Train a method's artifact into a folder to publish.")
-    for name, cls in available_methods().items():
-        command = cls().train_command()
-        if command is not None:
-            train_app.command(name)(command)
-    return train_app
+    return train_app()
 
 
 _add_command_groups()
 
 
 def main() -> None:
-    app()
+    """The ``hubkit`` command: bad input ends in one ``error: ...`` line and a non-zero exit (see
+    :func:`hubkit.cli_common.run`; ``HUBKIT_DEBUG=1`` shows tracebacks)."""
+    run(app)
 
 
 if __name__ == "__main__":

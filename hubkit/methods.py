@@ -9,8 +9,10 @@ means adding a folder and one entry-point line; nothing here changes.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -25,13 +27,16 @@ ENTRY_POINT_GROUP = "hubkit.methods"
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Artifact",
+    "DemoArtifact",
     "DiffusersLora",
     "DiffusersPipeline",
     "Method",
     "MethodError",
     "available_methods",
     "get_method",
+    "lazy_exports",
     "method_for",
+    "suite_dirs",
 ]
 
 
@@ -50,6 +55,9 @@ class Artifact:
     card_data: dict[str, Any] = field(default_factory=dict)
     hubkit_json: dict[str, Any] = field(default_factory=dict)
     remote_files: frozenset[str] | None = None  # the repo's file list when only the card was downloaded
+    # Reads a remote safetensors file's header metadata (``HfApi.get_safetensors_metadata``) when only the
+    # card was downloaded, so a method can recognise its files without the weights.
+    remote_metadata: Callable[[str], dict[str, str] | None] | None = None
 
     def has_file(self, name: str) -> bool:
         if self.remote_files is not None:
@@ -79,6 +87,8 @@ class Artifact:
         """The header metadata of one of the artifact's safetensors files; None if absent or unreadable."""
         file = self.path / name
         if not file.is_file():
+            if self.remote_metadata is not None and self.has_file(name):
+                return self.remote_metadata(name)
             return None
         from safetensors import safe_open
 
@@ -111,20 +121,44 @@ class Artifact:
         return total
 
 
-class Method:
-    """What the core needs from a method: load its artifact into a pipeline, and say how to evaluate it.
+@dataclass(frozen=True)
+class DemoArtifact:
+    """One artifact ``make demo`` publishes for a method: trained with ``config`` on the demo base model, or
+    shipped ready-made as package data in ``<method folder>/demo/<name>/`` (``make demo RETRAIN=1`` trains
+    it anew). ``baseline_suites`` are the suites the base model runs on so the leaderboard compares like with
+    like."""
 
-    Subclasses set ``name`` (the ``hubkit-method:`` tag value) and ``kind`` (``pipeline``, ``adapter`` or
-    ``quantized``; adapters are applied on a base pipeline) and implement :meth:`load`.
+    name: str  # repo name under the demo namespace, e.g. "spm-red"
+    config: Any
+    baseline_suites: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+
+    @staticmethod
+    def suites(*suites: tuple[str, dict[str, str]]) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+        """``("shapes-erasure", {"concept": "red"})`` pairs in the hashable form ``baseline_suites`` keeps."""
+        return tuple((name, tuple(sorted(params.items()))) for name, params in suites)
+
+
+class Method:
+    """What the core needs from a method plugin; the core asks, the plugin never needs the core to know it.
+
+    Subclasses set ``name`` (the ``hubkit-method:`` tag value), ``kind`` (``pipeline``, ``adapter`` or
+    ``quantized``; adapters are applied on a base pipeline) and ``priority`` (recognition order of untagged
+    artifacts: specific formats first, generic ones such as a plain LoRA last), and implement :meth:`load`.
+    A method that trains sets ``config_class`` (a dataclass whose fields carry ``metadata={"help": ...}``:
+    ``hubkit train <name>`` is generated from it) and implements :meth:`train`. Suites shipped in a
+    ``suites/`` folder beside the method's module are found by ``load_suite``; demo artifacts in ``demo/``.
     """
 
     name: ClassVar[str]
     kind: ClassVar[str] = "adapter"
+    priority: ClassVar[int] = 0
+    config_class: ClassVar[type | None] = None
 
     @property
     def needs_base(self) -> bool:
         return self.kind != "pipeline"
 
+    # -- recognising and loading ---------------------------------------------------------------------
     @classmethod
     def recognizes(cls, artifact: Artifact) -> bool:
         """Whether files published without hubkit's metadata look like this method's artifact."""
@@ -138,13 +172,58 @@ class Method:
         """Call settings the artifact needs (e.g. guidance 1.0 for a distilled LoRA); none by default."""
         return {}
 
+    # -- evaluating ----------------------------------------------------------------------------------
     def default_suites(self, artifact: Artifact) -> list[tuple[str, dict[str, Any]]]:
         """The leaderboard's suites for this artifact, as ``(suite name, parameters)``."""
         return [("shapes-quality", {})]
 
-    def train_command(self) -> Callable[..., None] | None:
-        """The Typer command behind ``hubkit train <name>``, for methods that train artifacts."""
-        return None
+    @classmethod
+    def package_dir(cls) -> Path:
+        """The folder of the module that defines the method (its suites/ and demo/ live there)."""
+        return Path(inspect.getfile(cls)).resolve().parent
+
+    @classmethod
+    def suites_dir(cls) -> Path | None:
+        folder = cls.package_dir() / "suites"
+        return folder if folder.is_dir() else None
+
+    # -- training ------------------------------------------------------------------------------------
+    def train(
+        self,
+        base: str,
+        config: Any,
+        out: str | os.PathLike[str],
+        *,
+        repo_id: str | None = None,
+        pipe: Any = None,
+        progress: bool = True,
+        force: bool = False,
+        resume: bool = False,
+        checkpoint_every: int | None = None,
+        endpoint: str | None = None,
+        token: str | None = None,
+    ) -> dict[str, Any]:
+        """Train on ``base`` (a repo id or folder; ``pipe`` if already loaded) and write ``out`` whole or not
+        at all: weights, ``hubkit.json`` and the card. Returns the facts measured (``parameters``,
+        ``file_bytes``, ``train_seconds``...). ``resume`` continues from the checkpoints in ``out``."""
+        raise MethodError(f"method {self.name!r} does not train artifacts")
+
+    def summary(self, config: Any, facts: dict[str, Any]) -> str:
+        """One line ``hubkit train`` prints about a trained artifact."""
+        size = f", {facts['file_bytes']:,} bytes" if "file_bytes" in facts else ""
+        seconds = f", trained in {facts['train_seconds']:.0f} s" if "train_seconds" in facts else ""
+        return f"{self.name}: {facts.get('parameters', 0):,} parameters{size}{seconds}"
+
+    # -- the demo ------------------------------------------------------------------------------------
+    def demo_artifacts(self) -> list[DemoArtifact]:
+        """What ``make demo`` publishes for this method (none by default)."""
+        return []
+
+    @classmethod
+    def shipped_demo(cls, demo: DemoArtifact) -> Path | None:
+        """The ready-made folder of ``demo`` shipped with the plugin, if any."""
+        folder = cls.package_dir() / "demo" / demo.name
+        return folder if (folder / "README.md").is_file() else None
 
 
 class DiffusersPipeline(Method):
@@ -152,6 +231,7 @@ class DiffusersPipeline(Method):
 
     name = "pipeline"
     kind = "pipeline"
+    priority = -200  # the most generic format: asked last
 
     @classmethod
     def recognizes(cls, artifact: Artifact) -> bool:
@@ -174,6 +254,7 @@ class DiffusersLora(Method):
 
     name = "lora"
     kind = "adapter"
+    priority = -100  # any pytorch_lora_weights.safetensors: asked after the methods that ship LoRA files
     weight_name = "pytorch_lora_weights.safetensors"
 
     @classmethod
@@ -196,16 +277,21 @@ class DiffusersLora(Method):
 
 @cache
 def available_methods() -> dict[str, type[Method]]:
-    """Every registered method, by name, in entry-point order (hubkit's own first)."""
+    """Every registered method, by name, in recognition order: highest ``priority`` first, then by name."""
     methods: dict[str, type[Method]] = {}
-    for ep in sorted(
-        entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (not e.value.startswith("hubkit."), e.name)
-    ):
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
         cls = ep.load()
         if not (isinstance(cls, type) and issubclass(cls, Method)):
             raise TypeError(f"entry point {ep.name} = {ep.value} is not a hubkit.methods.Method subclass")
+        if cls.name in methods and methods[cls.name] is not cls:
+            raise TypeError(f"two methods are named {cls.name!r}: {methods[cls.name]} and {cls}")
         methods[cls.name] = cls
-    return methods
+    return dict(sorted(methods.items(), key=lambda item: (-item[1].priority, item[0])))
+
+
+def suite_dirs() -> list[Path]:
+    """The ``suites/`` folders of every registered method, in registry order."""
+    return [d for cls in available_methods().values() if (d := cls.suites_dir()) is not None]
 
 
 def get_method(name: str) -> Method:
@@ -219,7 +305,8 @@ def get_method(name: str) -> Method:
 
 
 def method_for(artifact: Artifact) -> Method:
-    """The artifact's method: declared by its card or ``hubkit.json``, else recognised from its files."""
+    """The artifact's method: declared by its card or ``hubkit.json``, else the first method, by priority,
+    that recognises its files (specific formats before generic ones)."""
     declared = artifact.declared_method
     if declared:
         return get_method(declared)
@@ -230,6 +317,22 @@ def method_for(artifact: Artifact) -> Method:
         f"{artifact.source}: cannot tell which method made it (no hubkit-method tag, no hubkit.json, "
         f"and no installed method recognises its files)"
     )
+
+
+def lazy_exports(package: str, **modules: list[str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that imports ``names`` from a submodule on first use: a method package can
+    re-export its training API (``lazy_exports(__name__, train=["train_spm"])``) while importing the package
+    for inference loads no training code."""
+    import importlib
+
+    where = {name: submodule for submodule, names in modules.items() for name in names}
+
+    def __getattr__(name: str) -> Any:
+        if name not in where:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{where[name]}"), name)
+
+    return __getattr__
 
 
 def read_hubkit_json(path: Path) -> dict[str, Any]:

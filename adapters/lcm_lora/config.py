@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hubkit.training import JSONConfig
+from hubkit.config import JSONConfig
 
 __all__ = ["DEFAULT_TARGET_MODULES", "VARIANTS", "LCMLoRAConfig"]
 
@@ -47,37 +47,57 @@ class LCMLoRAConfig(JSONConfig):
     ``steps≈4000``.
     """
 
-    variant: str = "lcm"
-    rank: int = 32
-    alpha: float = 32.0
-    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
-    w_min: float = 3.0  # ω range of the teacher's guidance (ω-form; diffusers' guidance_scale = 1 + ω)
-    w_max: float = 9.0
-    num_ddim_timesteps: int = 50  # the solver's grid: {T/N − 1, 2T/N − 1, …, T − 1}
-    timestep_scaling: float = 10.0  # s in c_skip/c_out (σ_data = 0.5)
-    huber_c: float = 1e-3
-    ema_decay: float = 0.95  # target network θ⁻ ← decay·θ⁻ + (1 − decay)·θ; 0: θ⁻ = θ (LCM-LoRA's script)
-    steps: int = 1000
-    batch_size: int = 16
-    lr: float = 5e-4
-    warmup_steps: int = 50
-    max_grad_norm: float = 1.0
-    reward_scale: float = 0.0  # rg-lcd only: weight of the judge reward on the one-step output
-    seed: int = 0
+    variant: str = field(
+        default="lcm", metadata={"help": "lcm, or rg-lcd (judge-reward-guided).", "choices": VARIANTS}
+    )
+    rank: int = field(default=32, metadata={"help": "LoRA rank."})
+    alpha: float | None = field(default=None, metadata={"help": "LoRA alpha; default: the rank."})
+    target_modules: list[str] = field(
+        default_factory=lambda: list(DEFAULT_TARGET_MODULES),
+        metadata={"help": "Module name suffixes the LoRA targets (repeatable).", "cli": "--target-module"},
+    )
+    w_min: float = field(
+        default=3.0,
+        metadata={"help": "Lowest teacher guidance ω (ω-form; diffusers' guidance_scale = 1 + ω)."},
+    )
+    w_max: float = field(default=9.0, metadata={"help": "Highest teacher guidance ω."})
+    num_ddim_timesteps: int = field(
+        default=50, metadata={"help": "The solver's grid: {T/N − 1, 2T/N − 1, …, T − 1}."}
+    )
+    timestep_scaling: float = field(default=10.0, metadata={"help": "s in c_skip/c_out (σ_data = 0.5)."})
+    huber_c: float = field(default=1e-3, metadata={"help": "c of the pseudo-Huber loss."})
+    ema_decay: float = field(
+        default=0.95,
+        metadata={"help": "Target network θ⁻ ← decay·θ⁻ + (1 − decay)·θ; 0: θ⁻ = θ (LCM-LoRA's script)."},
+    )
+    steps: int = field(default=1000, metadata={"help": "Distillation steps."})
+    batch_size: int = field(default=16, metadata={"help": "Images per step."})
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "Batches whose gradients add up before each optimizer step."}
+    )
+    lr: float = field(default=5e-4, metadata={"help": "Learning rate (AdamW with warm-up)."})
+    warmup_steps: int = field(default=50, metadata={"help": "Warm-up steps of the learning rate."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
+    reward_scale: float = field(
+        default=0.0, metadata={"help": "rg-lcd only: weight of the judge reward (default 0.05 for rg-lcd)."}
+    )
+    seed: int = field(default=0, metadata={"help": "Random seed."})
     # How the student samples; recorded in hubkit.json and the card (a LoRA cannot carry its scheduler).
-    scheduler: str = "LCMScheduler"
-    num_inference_steps: int = 4
-    guidance_scale: float = 1.0
+    scheduler: str = field(default="LCMScheduler", metadata={"help": "Scheduler the student samples with."})
+    num_inference_steps: int = field(default=4, metadata={"help": "Sampling steps of the student."})
+    guidance_scale: float = field(default=1.0, metadata={"help": "Guidance scale of the student."})
 
     def __post_init__(self) -> None:
+        if self.alpha is None:
+            self.alpha = float(self.rank)
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if self.variant == "rg-lcd" and self.reward_scale <= 0:
             self.reward_scale = 0.05
         if self.variant == "lcm" and self.reward_scale:
             raise ValueError("reward_scale is for variant 'rg-lcd'; plain LCM distillation has no reward")
-        if self.rank < 1 or self.steps < 1 or self.batch_size < 1:
-            raise ValueError("rank, steps and batch_size must be >= 1")
+        if self.rank < 1 or self.steps < 1 or self.batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError("rank, steps, batch_size and gradient_accumulation_steps must be >= 1")
         if not 0 <= self.w_min <= self.w_max:
             raise ValueError(f"need 0 <= w_min <= w_max, got {self.w_min}, {self.w_max}")
         if not 0 <= self.ema_decay < 1:

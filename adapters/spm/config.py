@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hubkit.training import JSONConfig
+from hubkit.config import JSONConfig
 
 __all__ = ["DEFAULT_TEMPLATES", "SPMConfig"]
 
@@ -21,29 +21,61 @@ class SPMConfig(JSONConfig):
     ``steps=3000``, ``lr=1e-4``, ``anchoring_strength=1000``, ``sampling_steps=30`` and a 512 resolution.
     """
 
-    concepts: list[str] = field(default_factory=list)  # what to erase; permeability compares prompts to these
-    # Contexts the concepts are trained in ("{}" = the concept alone, as the paper); each is paired with the
-    # surrogate in the same context, so the erasure direction is the concept's alone.
-    templates: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPLATES))
-    surrogate: str = ""  # what the concepts are pushed towards; "" = the unconditional prediction
-    rank: int = 1
-    alpha: float = 1.0
-    # Every Linear/Conv2d inside a block of these types (matched with isinstance, not by class name).
-    target_blocks: list[str] = field(default_factory=lambda: ["Transformer2DModel"])
-    erasing_scale: float = 1.0  # η: the target is ε(c_sur) − η·(ε(c_tar) − ε(c_sur))
-    anchoring_strength: float = 30.0  # λ of the latent-anchoring loss; 0 trains without it (ablation)
-    anchors_per_step: int = 4  # random text-embedding anchors per step, plus the empty prompt
+    concepts: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "A concept to erase (repeatable); permeability compares prompts to these.",
+            "cli": "--concept",
+        },
+    )
+    # Each template is paired with the surrogate in the same context, so the erasure direction is the
+    # concept's alone.
+    templates: list[str] = field(
+        default_factory=lambda: list(DEFAULT_TEMPLATES),
+        metadata={"help": "Context the concept is trained in, with {} (repeatable).", "cli": "--template"},
+    )
+    surrogate: str = field(default="", metadata={"help": "What the concepts turn into; '' = unconditional."})
+    rank: int = field(default=1, metadata={"help": "Rank of each membrane."})
+    alpha: float = field(default=1.0, metadata={"help": "LoRA alpha (scale alpha/rank)."})
+    target_blocks: list[str] = field(
+        default_factory=lambda: ["Transformer2DModel"],
+        metadata={
+            "help": "Every Linear/Conv2d inside blocks of this type (isinstance; repeatable).",
+            "cli": "--target-block",
+        },
+    )
+    erasing_scale: float = field(
+        default=1.0, metadata={"help": "η: the target is ε(c_sur) − η·(ε(c_tar) − ε(c_sur))."}
+    )
+    anchoring_strength: float = field(
+        default=30.0, metadata={"help": "λ of the latent-anchoring loss; 0 trains without it (ablation)."}
+    )
+    anchors_per_step: int = field(
+        default=4, metadata={"help": "Random text-embedding anchors per step, plus the empty prompt."}
+    )
     # "gaussian": the official random directions scaled to the target's norm; "vocabulary": prompts of random
     # vocabulary words run through the text encoder (on the encoder's manifold; both data-free).
-    anchor_source: str = "vocabulary"
-    steps: int = 600
-    batch_size: int = 4  # x_t samples per step
-    lr: float = 1e-2
-    warmup_steps: int = 20
-    sampling_steps: int = 10  # DDIM steps of the schedule on which x_t is sampled
-    sampling_guidance: float = 3.0  # CFG scale while sampling x_t (with the SPM on)
-    resolution: int | None = None  # pixels; None = the base UNet's native size
-    seed: int = 0
+    anchor_source: str = field(
+        default="vocabulary",
+        metadata={"help": "Where anchors come from.", "choices": ("vocabulary", "gaussian")},
+    )
+    steps: int = field(default=600, metadata={"help": "Training steps."})
+    batch_size: int = field(default=4, metadata={"help": "x_t samples per step."})
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "Batches whose gradients add up before each optimizer step."}
+    )
+    lr: float = field(default=1e-2, metadata={"help": "Learning rate (AdamW, cosine schedule)."})
+    warmup_steps: int = field(default=20, metadata={"help": "Warm-up steps of the learning rate."})
+    sampling_steps: int = field(
+        default=10, metadata={"help": "DDIM steps of the schedule on which x_t is sampled."}
+    )
+    sampling_guidance: float = field(
+        default=3.0, metadata={"help": "CFG scale while sampling x_t (with the SPM on)."}
+    )
+    resolution: int | None = field(
+        default=None, metadata={"help": "Pixels; default: the base UNet's native size."}
+    )
+    seed: int = field(default=0, metadata={"help": "Random seed."})
 
     def __post_init__(self) -> None:
         self.concepts = [c.strip() for c in self.concepts]
@@ -53,8 +85,10 @@ class SPMConfig(JSONConfig):
             raise ValueError(f"every template must contain '{{}}' for the concept (got {self.templates!r})")
         if self.rank < 1:
             raise ValueError(f"rank must be >= 1, got {self.rank}")
-        if self.steps < 1 or self.batch_size < 1 or self.sampling_steps < 2:
-            raise ValueError("steps, batch_size must be >= 1 and sampling_steps >= 2")
+        if self.steps < 1 or self.batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError("steps, batch_size and gradient_accumulation_steps must be >= 1")
+        if self.sampling_steps < 2:
+            raise ValueError(f"sampling_steps must be >= 2, got {self.sampling_steps}")
         if self.anchor_source not in ("gaussian", "vocabulary"):
             raise ValueError(f"anchor_source must be 'gaussian' or 'vocabulary', got {self.anchor_source!r}")
         if self.anchoring_strength < 0 or self.anchors_per_step < 0:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from hubkit.methods import Artifact, Method, MethodError
+from hubkit.methods import Artifact, DemoArtifact, Method, MethodError
 
+from .config import SPMConfig
 from .model import SPMError
 from .serialization import WEIGHT_NAME
+
+DEMO_BASE = "hubkit/tiny-sd-shapes"
 
 __all__ = ["SPMMethod"]
 
@@ -17,6 +21,7 @@ class SPMMethod(Method):
 
     name = "spm"
     kind = "adapter"
+    config_class = SPMConfig
 
     @classmethod
     def recognizes(cls, artifact: Artifact) -> bool:
@@ -47,10 +52,51 @@ class SPMMethod(Method):
             ) from err
         return base
 
-    def train_command(self):
-        from .cli import train_command
+    def train(
+        self, base: str, config: SPMConfig, out: str | os.PathLike[str], **options: Any
+    ) -> dict[str, Any]:
+        """Train an SPM erasing ``config.concepts`` from ``base``; write ``out`` (weights, ``hubkit.json``,
+        card) whole or not at all. ``options``: :meth:`Method.train`'s."""
+        from hubkit.training import start_training
 
-        return train_command
+        from .card import spm_card
+        from .serialization import save_spm
+        from .train import ADAPTER_NAME, train_spm
+
+        job = start_training(self.name, base, config, out, error=SPMError, **options)
+        result = train_spm(job.pipe, config, **job.loop)
+        network = result.network
+        facts = job.facts(
+            network.parameter_count(ADAPTER_NAME),
+            sum(p.numel() for p in job.pipe.unet.parameters()),
+            result.seconds,
+            job.pipe.unet.device,
+            layers=len(network.paths),
+            final_erasure_loss=sum(result.erasure_losses[-20:]) / len(result.erasure_losses[-20:]),
+        )
+        weights = network.adapter_weights(ADAPTER_NAME)
+        network.detach_hooks()
+        info = {"base_model": base, "facts": facts}
+        job.write(WEIGHT_NAME, lambda folder: save_spm(folder, weights, config, info), spm_card, facts)
+        return facts
+
+    def summary(self, config: SPMConfig, facts: dict[str, Any]) -> str:
+        return (
+            f"SPM erasing {', '.join(config.concepts)}: {facts['parameters']:,} parameters "
+            f"({facts['share'] * 100:.3f} % of the UNet), {facts['file_bytes']:,} bytes, trained in "
+            f"{facts['train_seconds']:.0f} s"
+        )
+
+    def demo_artifacts(self) -> list[DemoArtifact]:
+        """SPMs erasing red and triangle (the defaults), with the base model's erasure rows beside them."""
+        return [
+            DemoArtifact(
+                f"spm-{concept}",
+                SPMConfig(concepts=[concept]),
+                DemoArtifact.suites(("shapes-erasure", {"concept": concept})),
+            )
+            for concept in ("red", "triangle")
+        ]
 
     def default_suites(self, artifact: Artifact) -> list[tuple[str, dict[str, Any]]]:
         """Quality, plus the erasure suite for each erased concept the suite knows."""

@@ -43,6 +43,7 @@ class _Batch:
     seconds: float
     baseline_seconds: float | None
     peak_memory_bytes: int
+    baseline_images: np.ndarray | None = None  # the baseline's images of the same prompts and seeds
 
 
 @dataclass
@@ -123,13 +124,14 @@ def _generate(
             images = _call(pipe, chunk, points[chunk[0].point])
             seconds = time.perf_counter() - start
             rows = counter.rows - rows_before
-            baseline_seconds = None
+            baseline_seconds = baseline_images = None
             if baseline is not None and baseline_pipe is not None:
                 # Timed right after the method, batch by batch: machine noise hits both alike.
                 start = time.perf_counter()
-                _call(baseline_pipe, chunk, baseline)
+                baseline_images = _call(baseline_pipe, chunk, baseline)
                 baseline_seconds = time.perf_counter() - start
-            batches.append(_Batch(chunk, images, rows, seconds, baseline_seconds, _peak_memory_bytes(device)))
+            peak = _peak_memory_bytes(device)
+            batches.append(_Batch(chunk, images, rows, seconds, baseline_seconds, peak, baseline_images))
             bar.update(len(chunk))
     finally:
         bar.close()
@@ -173,6 +175,13 @@ class _Scorer:
             self._metrics[name] = load_metric(name)
         return self._metrics[name]
 
+    def image(self, n: int, baseline: bool = False) -> np.ndarray:
+        """Image ``n`` of the run (in item order), or the baseline's image of the same prompt and seed."""
+        item = self.items[n]
+        batch = next(b for b in self.batches if item in b.items)
+        images = batch.baseline_images if baseline else batch.images
+        return images[batch.items.index(item)]
+
     def rows(self, group: str, point: int) -> list[int]:
         return [n for n, item in enumerate(self.items) if item.group == group and item.point == point]
 
@@ -190,34 +199,80 @@ class _Scorer:
         return self._references[key]
 
     def compute(self, spec: MetricSpec, point: int, artifact_facts: dict[str, int]) -> dict[str, Any]:
+        """Run ``spec``'s metric on its group at one sweep point, fed the inputs the suite names."""
         rows = self.rows(spec.group, point)
-        attributes = list(self.items[rows[0]].prompt.labels)
-        metric = self.metric(spec.metric)
-        compute: Callable[..., dict[str, Any]] = metric.compute
-        if spec.metric == "prompt_alignment":
-            predictions, references = self.labels(rows, attributes)
-            return compute(predictions=predictions, references=references, **spec.args)
-        if spec.metric == "concept_presence":
-            return compute(predictions=self.labels(rows, attributes)[0], **spec.args)
-        if spec.metric == "frechet_distance":
-            return compute(
-                predictions=self.features[rows], reference_features=self.reference_features(spec), **spec.args
+        context = _Rows(self, spec, point, rows, artifact_facts)
+        inputs = {argument: context.source(name) for argument, name in spec.inputs.items()}
+        spread = inputs.pop("**", {})
+        compute: Callable[..., dict[str, Any]] = self.metric(spec.metric).compute
+        return compute(**inputs, **spread, **spec.args)
+
+
+@dataclass
+class _Rows:
+    """The rows one metric spec reads at one sweep point, and every input source over them."""
+
+    scorer: _Scorer
+    spec: MetricSpec
+    point: int
+    rows: list[int]
+    artifact_facts: dict[str, int]
+
+    def source(self, name: str) -> Any:
+        read = getattr(self, f"_{name}", None)
+        if read is None:
+            raise ValueError(f"metric {self.spec.metric}: no input source {name!r}")
+        return read()
+
+    @property
+    def _attributes(self) -> list[str]:
+        return list(self.scorer.items[self.rows[0]].prompt.labels)
+
+    def _judged_labels(self) -> list[str]:
+        return self.scorer.labels(self.rows, self._attributes)[0]
+
+    def _asked_labels(self) -> list[str]:
+        return self.scorer.labels(self.rows, self._attributes)[1]
+
+    def _features(self) -> np.ndarray:
+        return self.scorer.features[self.rows]
+
+    def _reference_features(self) -> np.ndarray:
+        return self.scorer.reference_features(self.spec)
+
+    def _images(self) -> list[np.ndarray]:
+        return [self.scorer.image(n) for n in self.rows]
+
+    def _baseline_images(self) -> list[np.ndarray]:
+        self._check_baseline("paired reference images")
+        return [self.scorer.image(n, baseline=True) for n in self.rows]
+
+    @property
+    def _batches(self) -> list[_Batch]:
+        return [b for b in self.scorer.batches if b.items[0].point == self.point]
+
+    def _check_baseline(self, what: str) -> None:
+        if any(b.baseline_seconds is None for b in self._batches):
+            raise ValueError(
+                f"suite {self.scorer.suite.name}: metric {self.spec.metric} needs a 'baseline' in the suite "
+                f"({what})"
             )
-        if spec.metric == "image_fidelity":
-            raise ValueError("image_fidelity needs paired reference images; suites give it none yet")
-        if spec.metric == "sampling_cost":
-            batches = [b for b in self.batches if b.items[0].point == point]
-            if any(b.baseline_seconds is None for b in batches):
-                raise ValueError(f"suite {self.suite.name}: sampling_cost needs a 'baseline' in the suite")
-            return compute(
-                unet_evals=[b.unet_rows / len(b.items) for b in batches],
-                wall_time_s=[b.seconds for b in batches],
-                baseline_wall_time_s=[b.baseline_seconds for b in batches],
-                peak_memory_bytes=[b.peak_memory_bytes for b in batches],
-                **artifact_facts,
-                **spec.args,
-            )
-        raise ValueError(f"no input recipe for metric {spec.metric!r}")
+
+    def _unet_evals(self) -> list[float]:
+        return [b.unet_rows / len(b.items) for b in self._batches]
+
+    def _wall_time_s(self) -> list[float]:
+        return [b.seconds for b in self._batches]
+
+    def _baseline_wall_time_s(self) -> list[float]:
+        self._check_baseline("baseline timings")
+        return [b.baseline_seconds for b in self._batches]
+
+    def _peak_memory_bytes(self) -> list[int]:
+        return [b.peak_memory_bytes for b in self._batches]
+
+    def _artifact_facts(self) -> dict[str, int]:
+        return dict(self.artifact_facts)
 
 
 def _column(name: str, point: dict[str, Any], swept: bool) -> str:

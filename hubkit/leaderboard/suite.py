@@ -1,6 +1,7 @@
 """Evaluation suites as data: which prompts, seeds, settings and metrics, versioned.
 
-A suite is a JSON file (``hubkit/leaderboard/suites/<name>.json``, or any path): generation settings, seeds,
+A suite is a JSON file (``hubkit/leaderboard/suites/<name>.json``, a method plugin's ``suites/<name>.json``,
+or any path): generation settings, seeds,
 named prompt *groups* and the metrics computed on each group. Prompts are expanded from the reference
 world's vocabulary, so a suite names attribute pairs and templates rather than listing sentences. Change a
 suite's content → bump its ``version``: records carry both the version and a digest of the content, and a
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,17 @@ from hubkit.world import shapes
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 
-__all__ = ["SUITES_DIR", "Prompt", "Suite", "SuiteError", "available_suites", "load_suite", "suite_key"]
+__all__ = [
+    "SUITES_DIR",
+    "PlotSpec",
+    "Prompt",
+    "Suite",
+    "SuiteError",
+    "available_suites",
+    "load_suite",
+    "suite_files",
+    "suite_key",
+]
 
 
 class SuiteError(ValueError):
@@ -42,6 +54,38 @@ class MetricSpec:
     outputs: dict[str, str]
     args: dict[str, Any] = field(default_factory=dict)
     reference: dict[str, int] | None = None
+    inputs: dict[str, str] = field(default_factory=dict)  # compute argument → source (metrics.INPUT_SOURCES)
+
+
+@dataclass(frozen=True)
+class PlotSpec:
+    """A trade-off plot the suite declares (presentation only: not part of the digest).
+
+    One point per leaderboard row of the suite at (``x``, ``y``), two of the suite's metric columns; in a
+    suite with a sweep, ``x`` and ``y`` name the metric without its ``@value`` and each row draws a curve
+    through its sweep points. ``x_transform`` / ``y_transform`` ``"1-x"`` plots one minus the value (an
+    efficacy from a presence); ``colour`` is the id column (``method``, ``kind``, ``model``,
+    ``base_model``) or suite parameter that colours the points; ``better`` names the best corner.
+    """
+
+    suite: str
+    name: str
+    title: str
+    x: str
+    y: str
+    x_label: str
+    y_label: str
+    x_transform: str | None = None
+    y_transform: str | None = None
+    log_x: bool = False
+    log_y: bool = False
+    colour: str = "method"
+    better: str | None = None
+    sweep: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The declaration as the leaderboard publishes it in ``plots.json`` (every key present)."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -57,6 +101,7 @@ class Suite:
     groups: dict[str, list[Prompt]]
     metrics: list[MetricSpec]
     digest: str
+    plots: tuple[PlotSpec, ...] = ()
 
     @property
     def key(self) -> str:
@@ -90,18 +135,31 @@ def suite_key(name: str, params: dict[str, str]) -> str:
     return "_".join([name, *(f"{k}-{v}" for k, v in sorted(params.items()))]).replace(" ", "-")
 
 
+def suite_files() -> dict[str, Path]:
+    """Every suite by name: the core's, then each registered method's ``suites/`` folder (a method's suite
+    may not shadow another one's name)."""
+    from hubkit.methods import suite_dirs
+
+    found: dict[str, Path] = {}
+    for folder in [SUITES_DIR, *suite_dirs()]:
+        for path in sorted(folder.glob("*.json")):
+            if path.stem in found and found[path.stem] != path:
+                raise SuiteError(f"two suites are named {path.stem!r}: {found[path.stem]} and {path}")
+            found[path.stem] = path
+    return found
+
+
 def available_suites() -> list[str]:
-    return sorted(p.stem for p in SUITES_DIR.glob("*.json"))
+    return sorted(suite_files())
 
 
 def _read(name_or_path: str | Path) -> dict[str, Any]:
     path = Path(name_or_path)
     if path.suffix != ".json":
-        path = SUITES_DIR / f"{name_or_path}.json"
-        if not path.is_file():
-            raise SuiteError(
-                f"unknown suite {name_or_path!r}; shipped suites: {', '.join(available_suites())}"
-            )
+        files = suite_files()
+        if str(name_or_path) not in files:
+            raise SuiteError(f"unknown suite {name_or_path!r}; installed suites: {', '.join(sorted(files))}")
+        path = files[str(name_or_path)]
     if not path.is_file():
         raise SuiteError(f"suite file {path} does not exist")
     text = path.read_text()
@@ -116,7 +174,9 @@ def _read(name_or_path: str | Path) -> dict[str, Any]:
 
 def _digest(data: dict[str, Any], params: dict[str, str], groups: dict[str, list[Prompt]]) -> str:
     """sha256 of everything that shapes the numbers: the file, the parameters and the expanded prompts
-    (so a change of the world's vocabulary shows too)."""
+    (so a change of the world's vocabulary shows too). The ``plots`` declarations are presentation: not
+    part of it, so declaring or changing a plot needs no new version."""
+    data = {k: v for k, v in data.items() if k != "plots"}
     expanded = {g: [[p.text, p.labels, list(p.seeds)] for p in prompts] for g, prompts in groups.items()}
     canonical = json.dumps([data, params, expanded], sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
@@ -144,6 +204,8 @@ def load_suite(name_or_path: str | Path, params: dict[str, str] | None = None) -
         group: _expand(name, group, spec, seeds, context) for group, spec in dict(data["groups"]).items()
     }
     metrics = [_metric(name, spec, groups, context) for spec in data["metrics"]]
+    sweep = {str(k): list(v) for k, v in (data.get("sweep") or {}).items()}
+    plots = _plots(name, data.get("plots"), metrics, sorted(declared), next(iter(sweep), None))
     return Suite(
         name=name,
         version=int(data["version"]),
@@ -151,11 +213,12 @@ def load_suite(name_or_path: str | Path, params: dict[str, str] | None = None) -
         dataset=str(data.get("dataset", "")),
         params=params,
         generation=dict(data.get("generation") or {}),
-        sweep={str(k): list(v) for k, v in (data.get("sweep") or {}).items()},
+        sweep=sweep,
         baseline=data.get("baseline"),
         groups=groups,
         metrics=metrics,
         digest=_digest(data, params, groups),
+        plots=plots,
     )
 
 
@@ -233,7 +296,7 @@ def _expand(
 def _metric(
     suite: str, spec: dict[str, Any], groups: dict[str, list[Prompt]], context: dict[str, Any]
 ) -> MetricSpec:
-    from hubkit.metrics import METRICS
+    from hubkit.metrics import INPUT_SOURCES, METRIC_INPUTS, METRICS
 
     metric, group = spec.get("metric"), spec.get("group")
     if metric not in METRICS:
@@ -244,4 +307,96 @@ def _metric(
     if not outputs:
         raise SuiteError(f"suite {suite}: metric {metric} on {group} names no outputs")
     args = {k: v.format(**context) if isinstance(v, str) else v for k, v in (spec.get("args") or {}).items()}
-    return MetricSpec(metric, group, dict(outputs), args, spec.get("reference"))
+    inputs = spec.get("inputs") or METRIC_INPUTS.get(metric)
+    if not isinstance(inputs, dict) or not inputs:
+        raise SuiteError(f"suite {suite}: metric {metric} names no inputs (e.g. {{'predictions': 'images'}})")
+    unknown = sorted(set(inputs.values()) - set(INPUT_SOURCES))
+    if unknown:
+        raise SuiteError(
+            f"suite {suite}: metric {metric} reads unknown input(s) {unknown}; "
+            f"sources: {', '.join(INPUT_SOURCES)}"
+        )
+    return MetricSpec(metric, group, dict(outputs), args, spec.get("reference"), dict(inputs))
+
+
+PLOT_KEYS = {"name", "title", "x", "y", "x_label", "y_label", "x_transform", "y_transform"}
+PLOT_KEYS |= {"log_x", "log_y", "colour", "better"}
+PLOT_TRANSFORMS = ("1-x",)
+PLOT_CORNERS = ("top right", "top left", "bottom right", "bottom left")
+PLOT_COLOUR_COLUMNS = ("method", "kind", "model", "base_model")
+ALWAYS_MEASURED = ("unet_evals",)
+"""Metric columns the runner adds to every suite's results (UNet evaluations per image)."""
+
+
+def _plots(
+    suite: str, specs: Any, metrics: list[MetricSpec], parameters: list[str], swept: str | None
+) -> tuple[PlotSpec, ...]:
+    """The suite's ``plots`` declarations, checked against the columns the suite measures."""
+    if specs is None:
+        return ()
+    if not isinstance(specs, list):
+        raise SuiteError(f"suite {suite}: 'plots' must be a list of plot declarations (JSON objects)")
+    columns = sorted({c for m in metrics for c in m.outputs.values()} | set(ALWAYS_MEASURED))
+    colours = [*PLOT_COLOUR_COLUMNS, *parameters]
+    plots: list[PlotSpec] = []
+    for n, spec in enumerate(specs):
+        where = f"suite {suite}, plot {n + 1}"
+        if not isinstance(spec, dict):
+            raise SuiteError(f"{where}: a plot declaration must be a JSON object, got {spec!r}")
+        name = spec.get("name")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise SuiteError(f"{where}: 'name' must be letters, digits, '_', '-' or '.', got {name!r}")
+        where = f"suite {suite}, plot {name!r}"
+        if name in {p.name for p in plots}:
+            raise SuiteError(f"{where}: declared twice")
+        unknown = sorted(set(spec) - PLOT_KEYS)
+        if unknown:
+            raise SuiteError(f"{where}: unknown keys {unknown}; a plot takes {sorted(PLOT_KEYS)}")
+        for axis in ("x", "y"):
+            column = spec.get(axis)
+            if column not in columns:
+                raise SuiteError(
+                    f"{where}: {axis} must be a metric column of the suite ({', '.join(columns)})"
+                    + (" without its @value (the sweep draws a curve)" if swept else "")
+                    + f", got {column!r}"
+                )
+            transform = spec.get(f"{axis}_transform")
+            if transform is not None and transform not in PLOT_TRANSFORMS:
+                raise SuiteError(
+                    f"{where}: {axis}_transform must be one of {PLOT_TRANSFORMS}, got {transform!r}"
+                )
+            if not isinstance(spec.get(f"log_{axis}", False), bool):
+                raise SuiteError(f"{where}: log_{axis} must be true or false")
+            for key in (f"{axis}_label", "title"):
+                if not isinstance(spec.get(key, ""), str):
+                    raise SuiteError(f"{where}: {key} must be a string")
+        colour = spec.get("colour", "method")
+        if colour not in colours:
+            raise SuiteError(f"{where}: colour must be one of {', '.join(colours)}, got {colour!r}")
+        better = spec.get("better")
+        if better is not None and better not in PLOT_CORNERS:
+            raise SuiteError(f"{where}: better must be one of {', '.join(PLOT_CORNERS)}, got {better!r}")
+        labels = {
+            axis: spec.get(f"{axis}_label")
+            or (f"1 − {spec[axis]}" if spec.get(f"{axis}_transform") else spec[axis])
+            for axis in ("x", "y")
+        }
+        plots.append(
+            PlotSpec(
+                suite=suite,
+                name=name,
+                title=spec.get("title") or name,
+                x=spec["x"],
+                y=spec["y"],
+                x_label=labels["x"],
+                y_label=labels["y"],
+                x_transform=spec.get("x_transform"),
+                y_transform=spec.get("y_transform"),
+                log_x=spec.get("log_x", False),
+                log_y=spec.get("log_y", False),
+                colour=colour,
+                better=better,
+                sweep=swept,
+            )
+        )
+    return tuple(plots)

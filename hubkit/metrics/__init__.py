@@ -15,7 +15,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METRICS", "METRICS_DIR", "load_metric", "metric_path", "qualified_labels"]
+__all__ = [
+    "INPUT_SOURCES",
+    "METRICS",
+    "METRICS_DIR",
+    "METRIC_INPUTS",
+    "load_metric",
+    "metric_path",
+    "qualified_labels",
+]
 
 METRICS_DIR = Path(__file__).resolve().parent
 METRICS: dict[str, Path] = {
@@ -29,6 +37,37 @@ METRICS: dict[str, Path] = {
     )
 }
 """Metric name → its module folder (``<folder>/<name>.py`` is the script ``evaluate.load`` runs)."""
+
+INPUT_SOURCES = {
+    "judged_labels": "the judge's qualified labels of the group's images",
+    "asked_labels": "the qualified labels the group's prompts asked for",
+    "features": "the judge's penultimate features of the group's images",
+    "reference_features": "judge features of real images of the group's prompts (the spec's 'reference')",
+    "images": "the group's generated images (uint8, HWC)",
+    "baseline_images": "the suite baseline's images of the same prompts and seeds (paired references)",
+    "unet_evals": "UNet input rows per image, batch by batch",
+    "wall_time_s": "seconds per batch",
+    "baseline_wall_time_s": "the suite baseline's seconds per batch, timed right after",
+    "peak_memory_bytes": "peak memory per batch",
+    "artifact_facts": "the artifact's size facts (artifact_bytes, parameters), as keyword arguments",
+}
+"""What a suite can feed a metric: ``{"inputs": {"<compute argument>": "<source>"}}`` in a suite's metric
+entry (``"**"`` as the argument spreads a mapping source into keyword arguments)."""
+
+METRIC_INPUTS: dict[str, dict[str, str]] = {
+    "prompt_alignment": {"predictions": "judged_labels", "references": "asked_labels"},
+    "concept_presence": {"predictions": "judged_labels"},
+    "frechet_distance": {"predictions": "features", "reference_features": "reference_features"},
+    "image_fidelity": {"predictions": "images", "references": "baseline_images"},
+    "sampling_cost": {
+        "unet_evals": "unet_evals",
+        "wall_time_s": "wall_time_s",
+        "baseline_wall_time_s": "baseline_wall_time_s",
+        "peak_memory_bytes": "peak_memory_bytes",
+        "**": "artifact_facts",
+    },
+}
+"""The inputs each metric reads when a suite's metric entry names none."""
 
 
 def metric_path(name: str) -> Path:

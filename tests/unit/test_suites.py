@@ -65,9 +65,9 @@ def test_erasure_suite_groups_follow_the_concept(concept: str) -> None:
 
 
 def _suite_file(name: str):
-    from hubkit.leaderboard.suite import SUITES_DIR
+    from hubkit.leaderboard.suite import suite_files
 
-    return SUITES_DIR / f"{name}.json"
+    return suite_files()[name]
 
 
 @pytest.mark.parametrize(
@@ -115,3 +115,99 @@ def test_bad_suite_files_are_named(tmp_path, change: dict, message: str) -> None
 def test_suite_key_is_path_safe() -> None:
     assert suite_key("shapes-erasure", {"concept": "red"}) == "shapes-erasure_concept-red"
     assert suite_key("shapes-quality", {}) == "shapes-quality"
+
+
+def test_shipped_suites_declare_plots_of_their_own_columns() -> None:
+    for name in available_suites():
+        suite = _load(name)
+        assert suite.plots, f"{name} declares no plot"
+        for plot in suite.plots:
+            measured = {c for m in suite.metrics for c in m.outputs.values()} | {"unet_evals"}
+            assert {plot.x, plot.y} <= measured and plot.suite == suite.name
+            assert plot.sweep == (next(iter(suite.sweep)) if suite.sweep else None)
+    erasure = load_suite("shapes-erasure", {"concept": "red"}).plots[0].to_json()
+    assert erasure["x"] == "target_presence" and erasure["x_transform"] == "1-x"
+    assert erasure["colour"] == "method" and erasure["better"] == "top right"
+    assert load_suite("shapes-speed").plots[0].sweep == "num_inference_steps"  # curves over the steps
+
+
+def _tiny_suite(tmp_path, **extra):
+    data = {
+        "name": "t",
+        "version": 1,
+        "parameters": {"concept": "a colour"},
+        "neighbours": {"red": ["orange"]},
+        "groups": {"g": {"pairs": "held_out"}},
+        "metrics": [{"metric": "prompt_alignment", "group": "g", "outputs": {"alignment": "alignment"}}],
+        **extra,
+    }
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(data))
+    return load_suite(path, {"concept": "red"})
+
+
+def test_plots_are_not_part_of_the_digest(tmp_path) -> None:
+    """A plot is presentation: declaring or changing one neither changes the digest nor needs a version."""
+    plain = _tiny_suite(tmp_path)
+    plotted = _tiny_suite(tmp_path, plots=[{"name": "p", "x": "unet_evals", "y": "alignment", "log_x": True}])
+    assert plain.plots == () and plotted.digest == plain.digest
+    (plot,) = plotted.plots
+    assert plot.to_json() == {
+        "suite": "t",
+        "name": "p",
+        "title": "p",
+        "x": "unet_evals",
+        "y": "alignment",
+        "x_label": "unet_evals",
+        "y_label": "alignment",
+        "x_transform": None,
+        "y_transform": None,
+        "log_x": True,
+        "log_y": False,
+        "colour": "method",
+        "better": None,
+        "sweep": None,
+    }
+    coloured = _tiny_suite(
+        tmp_path, plots=[{"name": "p", "x": "alignment", "y": "alignment", "colour": "concept"}]
+    )
+    assert coloured.plots[0].colour == "concept"  # a suite parameter may colour the points
+
+
+@pytest.mark.parametrize(
+    ("plots", "message"),
+    [
+        ({"name": "p"}, "'plots' must be a list"),
+        (["p"], "plot 1: a plot declaration must be a JSON object"),
+        ([{"x": "alignment", "y": "alignment"}], "plot 1: 'name' must be"),
+        (
+            [{"name": "p", "x": "alinement", "y": "alignment"}],
+            r"plot 'p': x must be a metric column .*'alinement'",
+        ),
+        ([{"name": "p", "x": "alignment"}], "plot 'p': y must be a metric column"),
+        (
+            [{"name": "p", "x": "alignment", "y": "alignment", "x_transform": "log"}],
+            "plot 'p': x_transform must be one of",
+        ),
+        (
+            [{"name": "p", "x": "alignment", "y": "alignment", "log_y": "yes"}],
+            "plot 'p': log_y must be true or false",
+        ),
+        (
+            [{"name": "p", "x": "alignment", "y": "alignment", "colour": "shape"}],
+            "plot 'p': colour must be one of",
+        ),
+        (
+            [{"name": "p", "x": "alignment", "y": "alignment", "better": "up"}],
+            "plot 'p': better must be one of",
+        ),
+        (
+            [{"name": "p", "x": "alignment", "y": "alignment", "colour_by": "method"}],
+            r"plot 'p': unknown keys \['colour_by'\]",
+        ),
+        ([{"name": "p", "x": "alignment", "y": "alignment"}] * 2, "plot 'p': declared twice"),
+    ],
+)
+def test_bad_plot_declarations_are_named(tmp_path, plots, message: str) -> None:
+    with pytest.raises(SuiteError, match="^suite t[,:] " + message):
+        _tiny_suite(tmp_path, plots=plots)
