@@ -23,13 +23,13 @@ from pathlib import Path
 import torch
 from diffusers import LCMScheduler
 from hubkit.adapters.lcm_lora import LCMLoRAConfig
-from hubkit.adapters.lcm_lora.cli import distill_to_folder
 from hubkit.pipelines.lcm_lora import load_lcm_lora
 from rich.console import Console
 from rich.table import Table
 
 from hubkit.leaderboard.runner import run_suite
 from hubkit.leaderboard.suite import load_suite
+from hubkit.methods import get_method
 from hubkit.world.base_model import assemble_pipeline
 from hubkit.world.judge import load_judge
 from hubkit.world.shapes import trained_pairs
@@ -49,7 +49,7 @@ def distil_all(root: Path, steps: int | None) -> dict[str, dict]:
             continue
         config = LCMLoRAConfig(variant=variant, **({"steps": steps} if steps else {}))
         console.print(f"distilling {variant} …")
-        facts[variant] = distill_to_folder(
+        facts[variant] = get_method("lcm-lora").train(
             "hubkit/tiny-sd-shapes", config, folder, pipe=assemble_pipeline(), progress=True
         )
     return facts

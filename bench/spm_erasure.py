@@ -27,13 +27,13 @@ from pathlib import Path
 
 import torch
 from hubkit.adapters.spm import SPMConfig, find_targets
-from hubkit.adapters.spm.cli import train_to_folder
 from hubkit.pipelines.spm import load_spm, unload_spm
 from rich.console import Console
 from rich.table import Table
 
 from hubkit.leaderboard.runner import run_suite
 from hubkit.leaderboard.suite import load_suite
+from hubkit.methods import get_method
 from hubkit.world.base_model import assemble_pipeline
 from hubkit.world.judge import load_judge
 
@@ -77,7 +77,7 @@ def train_all(root: Path, steps: int | None) -> dict[str, dict]:
                 concepts=[concept], **kwargs, **({"anchoring_strength": 0.0} if ablation else {})
             )
             console.print(f"training {name} …")
-            facts[name] = train_to_folder(
+            facts[name] = get_method("spm").train(
                 "hubkit/tiny-sd-shapes", config, folder, pipe=assemble_pipeline(), progress=True
             )
     return facts

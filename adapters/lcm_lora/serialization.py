@@ -21,8 +21,17 @@ from hubkit.files import write_lora_artifact
 
 from .config import LCMLoRAConfig
 
-__all__ = ["HUBKIT_JSON", "METHOD_NAME", "WEIGHT_NAME", "call_settings", "read_sampling", "save_lcm_lora"]
+__all__ = [
+    "ADAPTER_NAME",
+    "HUBKIT_JSON",
+    "METHOD_NAME",
+    "WEIGHT_NAME",
+    "call_settings",
+    "read_sampling",
+    "save_lcm_lora",
+]
 
+ADAPTER_NAME = "lcm"  # the PEFT adapter name a distilled LoRA gets on a UNet, in training and at loading
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 HUBKIT_JSON = "hubkit.json"
 METHOD_NAME = "lcm-lora"

@@ -18,21 +18,23 @@ log-probability of the prompted attributes (shape and colour), differentiable th
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+
+from hubkit.training import StepContext, TrainingStep, run_training, settings_from_config
 
 from .config import LCMLoRAConfig
+from .serialization import ADAPTER_NAME
 
 __all__ = [
     "ADAPTER_NAME",
     "DistillError",
     "DistillResult",
+    "LCMStep",
     "boundary_scalings",
     "distill_lcm_lora",
     "judge_reward",
@@ -40,7 +42,6 @@ __all__ = [
     "shapes_batches",
 ]
 
-ADAPTER_NAME = "lcm"
 SIGMA_DATA = 0.5
 
 Batch = tuple[torch.Tensor, list[str], list[dict[str, str]]]  # images in [-1, 1], captions, attributes
@@ -105,11 +106,12 @@ def _x0_and_eps(out: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor, sigma: 
     raise DistillError(f"unsupported prediction_type {kind!r}")
 
 
-def shapes_batches(batch_size: int, seed: int, size: int = 32) -> Iterator[Batch]:
-    """Endless batches of the reference world's training split (what ``tiny-sd-shapes`` learnt from)."""
+def shapes_batches(batch_size: int, seed: int, size: int = 32, start: int = 0) -> Iterator[Batch]:
+    """Endless batches of the reference world's training split (what ``tiny-sd-shapes`` learnt from); batch
+    ``i`` depends on (seed, i) only, so ``start`` continues a stream where an interrupted run stopped."""
     from hubkit.world.shapes import CAPTION_TEMPLATES, render_batch, sample_specs
 
-    step = 0
+    step = start
     while True:
         specs = sample_specs(batch_size, seed=seed * 1_000_003 + step)
         images = torch.from_numpy(render_batch(specs, size)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
@@ -160,154 +162,184 @@ class _PromptCache:
         return torch.stack([self.cache[c] for c in captions])
 
 
+class LCMStep(TrainingStep):
+    """One consistency-distillation step (the recipe above) for :func:`hubkit.training.run_training`. The
+    EMA target network θ⁻ is state the checkpoints carry; batches are positioned by micro-batch index, so a
+    resumed run sees the batches an uninterrupted one would."""
+
+    def __init__(
+        self, pipe: Any, config: LCMLoRAConfig, batches: Iterator[Batch] | None, reward: Reward | None
+    ):
+        self.pipe, self.config, self.given_batches, self.reward = pipe, config, batches, reward
+        self.description = f"{config.variant.upper()} distillation"
+        self.has_lora = False
+        self.ema: list[torch.Tensor] | None = None
+
+    def setup(self, device: torch.device) -> None:
+        from diffusers import DDPMScheduler
+
+        pipe, config = self.pipe, self.config
+        self.device = device
+        torch.manual_seed(config.seed)  # the LoRA's init
+        self.unet, self.vae = pipe.unet.to(device), pipe.vae.to(device).eval().requires_grad_(False)
+        self.params = self._add_lora()
+        # The target network θ⁻: an EMA of the LoRA (the LCM paper) or, with ema_decay 0, the online LoRA
+        # itself under no_grad (LCM-LoRA's script, which saves the memory of a second UNet).
+        self.ema = [p.detach().clone() for p in self.params] if config.ema_decay else None
+        noise = DDPMScheduler.from_config(pipe.scheduler.config)
+        self.kind = noise.config.prediction_type
+        self.alphas_cumprod = noise.alphas_cumprod.to(device)
+        N = config.num_ddim_timesteps
+        self.skip = len(self.alphas_cumprod) // N
+        self.grid = torch.arange(1, N + 1, device=device) * self.skip - 1  # {T/N − 1, …, T − 1}
+        # ᾱ one grid point lower
+        self.alpha_prev = torch.cat([self.alphas_cumprod[:1], self.alphas_cumprod[self.grid[:-1]]])
+        if config.variant == "rg-lcd" and self.reward is None:
+            from hubkit.world.judge import load_judge
+
+            self.reward = judge_reward(load_judge(device=device))
+        self.prompts = _PromptCache(pipe, device)
+        self.uncond = self.prompts([""])[0]
+
+    def _add_lora(self) -> list[torch.nn.Parameter]:
+        from peft import LoraConfig
+
+        unet, config = self.unet, self.config
+        unet.requires_grad_(False)
+        if ADAPTER_NAME in (getattr(unet, "peft_config", None) or {}):
+            raise DistillError(f"the UNet already has an adapter named {ADAPTER_NAME!r}; unload it first")
+        lora = LoraConfig(
+            r=config.rank,
+            lora_alpha=config.alpha,
+            target_modules=list(config.target_modules),
+            init_lora_weights=True,
+        )
+        try:
+            unet.add_adapter(lora, adapter_name=ADAPTER_NAME)
+        except ValueError as err:
+            raise DistillError(f"cannot put a LoRA on this UNet: {err}") from err
+        self.has_lora = True
+        unet.set_adapter(ADAPTER_NAME)
+        unet.train()
+        params = [p for n, p in unet.named_parameters() if "lora_" in n and f".{ADAPTER_NAME}." in n]
+        for p in params:
+            p.requires_grad_(True)
+        return params
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return self.params
+
+    def abort(self) -> None:
+        if self.has_lora:
+            remove_lora(self.unet)  # the teacher as it was
+
+    def start(self, index: int) -> None:
+        if self.given_batches is None:
+            size = self.vae.config.sample_size
+            self.batches = shapes_batches(self.config.batch_size, self.config.seed, size, start=index)
+        else:  # a caller's iterator: skip what the interrupted run consumed
+            self.batches = self.given_batches
+            for _ in range(index):
+                next(self.batches)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {f"ema.{i}": t for i, t in enumerate(self.ema or [])}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        if self.ema is None:
+            return super().load_state_tensors(tensors)
+        with torch.no_grad():
+            for i, target in enumerate(self.ema):
+                target.copy_(tensors[f"ema.{i}"])
+
+    def after_update(self, step: int) -> None:
+        if self.ema is not None:
+            with torch.no_grad():
+                for target, online in zip(self.ema, self.params, strict=True):
+                    target.lerp_(online, 1 - self.config.ema_decay)
+
+    def _target(self, z_s, t_s, t_e, n, emb, w, a_s, s_s) -> torch.Tensor:
+        """f_θ⁻ at the teacher's one-step solution ẑ_{t_e} (no gradient): teacher guided by ω, then θ⁻."""
+        unet, kind, b = self.unet, self.kind, z_s.shape[0]
+        unet.disable_adapters()  # the teacher is the frozen base
+        try:
+            both = unet(
+                torch.cat([z_s, z_s]),
+                torch.cat([t_s, t_s]),
+                encoder_hidden_states=torch.cat([emb, self.uncond.expand_as(emb)]),
+            ).sample
+        finally:
+            unet.enable_adapters()
+        x0_c, eps_c = _x0_and_eps(both[:b], z_s, a_s, s_s, kind)
+        x0_u, eps_u = _x0_and_eps(both[b:], z_s, a_s, s_s, kind)
+        x0 = x0_c + w * (x0_c - x0_u)
+        eps_hat = eps_c + w * (eps_c - eps_u)
+        a_prev = _bcast(self.alpha_prev[n])
+        z_e = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps_hat
+        a_e, s_e = _bcast(self.alphas_cumprod[t_e].sqrt()), _bcast((1 - self.alphas_cumprod[t_e]).sqrt())
+        with _weights_swapped(self.params, self.ema):
+            target_out = unet(z_e, t_e, encoder_hidden_states=emb).sample
+        x0_target, _ = _x0_and_eps(target_out, z_e, a_e, s_e, kind)
+        c_skip_e, c_out_e = (_bcast(c) for c in boundary_scalings(t_e, self.config.timestep_scaling))
+        return c_skip_e * z_e + c_out_e * x0_target
+
+    def __call__(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        config, device, generator = self.config, self.device, ctx.generator
+        images, captions, attributes = next(self.batches)
+        b = images.shape[0]
+        sf = self.vae.config.scaling_factor
+        with torch.no_grad():
+            z0 = self.vae.encode(images.to(device)).latent_dist.sample(generator=generator) * sf
+        emb = self.prompts(captions)
+        n = torch.randint(0, config.num_ddim_timesteps, (b,), generator=generator).to(device)
+        t_s = self.grid[n]
+        t_e = (t_s - self.skip).clamp(min=0)
+        eps = torch.randn(z0.shape, generator=generator).to(device)
+        a_s, s_s = _bcast(self.alphas_cumprod[t_s].sqrt()), _bcast((1 - self.alphas_cumprod[t_s]).sqrt())
+        z_s = a_s * z0 + s_s * eps
+        w = _bcast(config.w_min + (config.w_max - config.w_min) * torch.rand(b, generator=generator)).to(
+            device
+        )
+        with torch.no_grad():
+            target = self._target(z_s, t_s, t_e, n, emb, w, a_s, s_s)
+        # The student runs after the target: swapping θ⁻ in place would break the student's saved graph.
+        out = self.unet(z_s, t_s, encoder_hidden_states=emb).sample
+        x0_student, _ = _x0_and_eps(out, z_s, a_s, s_s, self.kind)
+        c_skip_s, c_out_s = (_bcast(c) for c in boundary_scalings(t_s, config.timestep_scaling))
+        student = c_skip_s * z_s + c_out_s * x0_student
+        diff = (student.float() - target.float()) ** 2
+        loss = ((diff + config.huber_c**2).sqrt() - config.huber_c).mean()
+        if config.variant != "rg-lcd":
+            return {"loss": loss}
+        assert self.reward is not None
+        decoded = self.vae.decode(student / sf).sample.add(1).div(2).clamp(0, 1)
+        r = self.reward(decoded, attributes).mean()
+        return {"loss": loss - config.reward_scale * r, "reward": r}
+
+
+def _bcast(x: torch.Tensor) -> torch.Tensor:
+    return x.float().view(-1, 1, 1, 1)
+
+
 def distill_lcm_lora(
     pipe: Any,
     config: LCMLoRAConfig,
     *,
     batches: Iterator[Batch] | None = None,
     reward: Reward | None = None,
-    accelerator: Any = None,
-    progress: bool = True,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    **loop: Any,
 ) -> DistillResult:
-    """Distil ``pipe`` (the teacher) into a LoRA on its own UNet; returns the UNet with the LoRA attached.
+    """Distil ``pipe`` (the teacher) into a LoRA on its own UNet, on the shared loop; returns the UNet with
+    the LoRA attached (a failed run takes it off again).
 
     ``batches`` yields (images in [-1, 1], captions, attributes); the reference world's training split by
-    default. ``reward`` (rg-lcd) scores decoded images in [0, 1]; the world's judge by default.
+    default. ``reward`` (rg-lcd) scores decoded images in [0, 1]; the world's judge by default. ``loop``:
+    :func:`hubkit.training.run_training`'s options (``progress``, ``on_step``, and with ``out``, the artifact
+    folder the caller writes, ``checkpoint_every`` and ``resume``: a resumed run gives bit for bit the
+    uninterrupted run's LoRA, same seed, on a CPU).
     """
-    from accelerate import Accelerator
-    from diffusers import DDPMScheduler
-    from diffusers.optimization import get_constant_schedule_with_warmup
-    from peft import LoraConfig
-
     _check(pipe)
-    accelerator = accelerator or Accelerator()
-    device = accelerator.device
-    torch.manual_seed(config.seed)
-    unet, vae = pipe.unet.to(device), pipe.vae.to(device).eval().requires_grad_(False)
-    unet.requires_grad_(False)
-    if ADAPTER_NAME in (getattr(unet, "peft_config", None) or {}):
-        raise DistillError(f"the UNet already has an adapter named {ADAPTER_NAME!r}; unload it first")
-    lora = LoraConfig(
-        r=config.rank,
-        lora_alpha=config.alpha,
-        target_modules=list(config.target_modules),
-        init_lora_weights=True,
-    )
-    try:
-        unet.add_adapter(lora, adapter_name=ADAPTER_NAME)
-    except ValueError as err:
-        raise DistillError(f"cannot put a LoRA on this UNet: {err}") from err
-    unet.set_adapter(ADAPTER_NAME)
-    unet.train()
-    params = [p for n, p in unet.named_parameters() if "lora_" in n and f".{ADAPTER_NAME}." in n]
-    for p in params:
-        p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    # The target network θ⁻: an EMA of the LoRA (the LCM paper) or, with ema_decay 0, the online LoRA itself
-    # under no_grad (LCM-LoRA's script, which saves the memory of a second UNet).
-    ema = [p.detach().clone() for p in params] if config.ema_decay else None
-    lr_schedule = get_constant_schedule_with_warmup(optimizer, config.warmup_steps)
-    optimizer, lr_schedule = accelerator.prepare(optimizer, lr_schedule)
-
-    noise = DDPMScheduler.from_config(pipe.scheduler.config)
-    kind = noise.config.prediction_type
-    alphas_cumprod = noise.alphas_cumprod.to(device)
-    T, N = len(alphas_cumprod), config.num_ddim_timesteps
-    skip = T // N
-    grid = torch.arange(1, N + 1, device=device) * skip - 1  # {T/N − 1, …, T − 1}
-    alpha_prev = torch.cat([alphas_cumprod[:1], alphas_cumprod[grid[:-1]]])  # ᾱ one grid point lower
-
-    if config.variant == "rg-lcd" and reward is None:
-        from hubkit.world.judge import load_judge
-
-        reward = judge_reward(load_judge(device=device))
-    batches = batches or shapes_batches(config.batch_size, config.seed, vae.config.sample_size)
-    prompts = _PromptCache(pipe, device)
-    uncond = prompts([""])[0]
-    sf = vae.config.scaling_factor
-    generator = torch.Generator(device="cpu").manual_seed(config.seed)
-
-    def bcast(x: torch.Tensor) -> torch.Tensor:
-        return x.float().view(-1, 1, 1, 1)
-
-    losses: list[float] = []
-    rewards: list[float] = []
-    started = time.perf_counter()
-    bar = tqdm(
-        range(config.steps), desc=f"{config.variant.upper()} distillation", disable=not progress, leave=False
-    )
-    try:
-        for step in bar:
-            images, captions, attributes = next(batches)
-            b = images.shape[0]
-            with torch.no_grad():
-                z0 = vae.encode(images.to(device)).latent_dist.sample(generator=None) * sf
-            emb = prompts(captions)
-            n = torch.randint(0, N, (b,), generator=generator).to(device)
-            t_s = grid[n]
-            t_e = (t_s - skip).clamp(min=0)
-            eps = torch.randn(z0.shape, generator=generator).to(device)
-            a_s, s_s = bcast(alphas_cumprod[t_s].sqrt()), bcast((1 - alphas_cumprod[t_s]).sqrt())
-            z_s = a_s * z0 + s_s * eps
-            w = bcast(config.w_min + (config.w_max - config.w_min) * torch.rand(b, generator=generator)).to(
-                device
-            )
-            c_skip_s, c_out_s = (bcast(c) for c in boundary_scalings(t_s, config.timestep_scaling))
-            c_skip_e, c_out_e = (bcast(c) for c in boundary_scalings(t_e, config.timestep_scaling))
-
-            with torch.no_grad():
-                unet.disable_adapters()  # the teacher is the frozen base
-                try:
-                    both = unet(
-                        torch.cat([z_s, z_s]),
-                        torch.cat([t_s, t_s]),
-                        encoder_hidden_states=torch.cat([emb, uncond.expand_as(emb)]),
-                    ).sample
-                finally:
-                    unet.enable_adapters()
-                x0_c, eps_c = _x0_and_eps(both[:b], z_s, a_s, s_s, kind)
-                x0_u, eps_u = _x0_and_eps(both[b:], z_s, a_s, s_s, kind)
-                x0 = x0_c + w * (x0_c - x0_u)
-                eps_hat = eps_c + w * (eps_c - eps_u)
-                a_prev = bcast(alpha_prev[n])
-                z_e = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps_hat
-                a_e, s_e = bcast(alphas_cumprod[t_e].sqrt()), bcast((1 - alphas_cumprod[t_e]).sqrt())
-                with _weights_swapped(params, ema):
-                    target_out = unet(z_e, t_e, encoder_hidden_states=emb).sample
-                x0_target, _ = _x0_and_eps(target_out, z_e, a_e, s_e, kind)
-                target = c_skip_e * z_e + c_out_e * x0_target
-
-            # The student runs after the target: swapping θ⁻ in place would break the student's saved graph.
-            x0_student, _ = _x0_and_eps(unet(z_s, t_s, encoder_hidden_states=emb).sample, z_s, a_s, s_s, kind)
-            student = c_skip_s * z_s + c_out_s * x0_student
-            diff = (student.float() - target.float()) ** 2
-            loss = ((diff + config.huber_c**2).sqrt() - config.huber_c).mean()
-            if config.variant == "rg-lcd":
-                decoded = vae.decode(student / sf).sample.add(1).div(2).clamp(0, 1)
-                r = reward(decoded, attributes).mean()
-                loss = loss - config.reward_scale * r
-                rewards.append(float(r.detach()))
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            if accelerator.num_processes > 1:  # the LoRA lives in an unprepared module: sync by hand
-                for p in params:
-                    p.grad = accelerator.reduce(p.grad, reduction="mean")
-            accelerator.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
-            lr_schedule.step()
-            if ema is not None:
-                with torch.no_grad():
-                    for target, online in zip(ema, params, strict=True):
-                        target.lerp_(online, 1 - config.ema_decay)
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", **({"reward": f"{rewards[-1]:.3f}"} if rewards else {}))
-            if on_step is not None:
-                on_step(step, {"loss": losses[-1], **({"reward": rewards[-1]} if rewards else {})})
-    except BaseException:
-        remove_lora(unet)  # a failed run leaves the teacher as it was
-        raise
-    for p in params:
-        p.requires_grad_(False)
-    unet.eval()
-    return DistillResult(unet, config, time.perf_counter() - started, losses, rewards)
+    step = LCMStep(pipe, config, batches, reward)
+    run = run_training(step, **settings_from_config(config, schedule="constant"), **loop)
+    pipe.unet.eval()
+    return DistillResult(pipe.unet, config, run.seconds, run.history["loss"], run.history.get("reward", []))

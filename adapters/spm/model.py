@@ -120,7 +120,9 @@ class SPMNetwork(nn.Module):
                     f"{output.shape[0]}; set it for this batch (facilitated transport does) or clear it"
                 )
             layer = self.layers[key]
-            if torch.is_grad_enabled() or not output.is_contiguous():
+            # The in-place path needs the membranes' dtype; under autocast (mixed-precision training) the
+            # output is bf16/fp16 and the autograd path casts instead.
+            if torch.is_grad_enabled() or not output.is_contiguous() or output.dtype != self._dtype:
                 return output + layer(args[0], self.active, scales)
             layer.add_delta_(output, args[0], self.active, self._scales_per_rank(layer, output.dtype))
             return None

@@ -24,19 +24,18 @@ Official quirks, decided:
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+
+from hubkit.training import StepContext, TrainingStep, run_training, settings_from_config
 
 from .config import SPMConfig
 from .model import SPMNetwork, check_pipeline
 
-__all__ = ["TrainResult", "random_anchors", "train_spm"]
+__all__ = ["SPMStep", "TrainResult", "random_anchors", "train_spm"]
 
 ADAPTER_NAME = "spm"
 
@@ -107,113 +106,118 @@ def _encode(pipe: Any, texts: list[str], device: torch.device) -> torch.Tensor:
         return pipe.encode_prompt(texts, device, 1, False)[0].detach()
 
 
-def train_spm(
-    pipe: Any,
-    config: SPMConfig,
-    *,
-    accelerator: Any = None,
-    progress: bool = True,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
-) -> TrainResult:
-    """Train one SPM erasing ``config.concepts`` from ``pipe``'s UNet; returns the network (attached)."""
-    from accelerate import Accelerator
-    from diffusers import DDIMScheduler
-    from diffusers.optimization import get_cosine_schedule_with_warmup
+class SPMStep(TrainingStep):
+    """One SPM training step (the recipe above) for :func:`hubkit.training.run_training`; every random number
+    comes from the loop's per-micro-batch generator."""
 
-    check_pipeline(pipe)
-    accelerator = accelerator or Accelerator()
-    device = accelerator.device
-    unet = pipe.unet.to(device)
-    unet.requires_grad_(False)
-    unet.eval()
-    if pipe.text_encoder is not None:
-        pipe.text_encoder.to(device)
-    torch.manual_seed(config.seed)  # the membranes' Kaiming init
-    network = SPMNetwork(unet, config.target_blocks)
-    network.add_adapter(ADAPTER_NAME, config)
-    params = network.trainable_parameters(ADAPTER_NAME)
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    lr_schedule = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
-    optimizer, lr_schedule = accelerator.prepare(optimizer, lr_schedule)
+    def __init__(self, pipe: Any, config: SPMConfig):
+        self.pipe, self.config = pipe, config
+        self.description = f"SPM {', '.join(config.concepts)}"
+        self.network: SPMNetwork | None = None
 
-    # Each concept in each template, paired with the surrogate in the same template: the erasure direction is
-    # then the concept's alone, not the template's words too.
-    pairs = [
-        (t.format(c), " ".join(t.format(config.surrogate).split()))
-        for c in config.concepts
-        for t in config.templates
-    ]
-    targets = _encode(pipe, [p for p, _ in pairs], device)  # [C·T, L, D]
-    surrogates = _encode(pipe, [s for _, s in pairs], device)
-    empty = _encode(pipe, [""], device)[0]
-    sampler = DDIMScheduler.from_config(pipe.scheduler.config)
-    sampler.set_timesteps(config.sampling_steps, device=device)
-    timesteps = sampler.timesteps
-    words = vocabulary_words(pipe.tokenizer, config.concepts) if config.anchor_source == "vocabulary" else []
-    size = (config.resolution or unet.config.sample_size * pipe.vae_scale_factor) // pipe.vae_scale_factor
-    generator = torch.Generator(device="cpu").manual_seed(config.seed + 1)
+    def setup(self, device: torch.device) -> None:
+        from diffusers import DDIMScheduler
 
-    def eps(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return unet(x, t, encoder_hidden_states=cond).sample
+        pipe, config = self.pipe, self.config
+        self.device = device
+        self.unet = unet = pipe.unet.to(device)
+        unet.requires_grad_(False)
+        unet.eval()
+        if pipe.text_encoder is not None:
+            pipe.text_encoder.to(device)
+        torch.manual_seed(config.seed)  # the membranes' Kaiming init
+        self.network = SPMNetwork(unet, config.target_blocks)
+        self.network.add_adapter(ADAPTER_NAME, config)
+        # Each concept in each template, paired with the surrogate in the same template: the erasure direction
+        # is then the concept's alone, not the template's words too.
+        self.pairs = [
+            (t.format(c), " ".join(t.format(config.surrogate).split()))
+            for c in config.concepts
+            for t in config.templates
+        ]
+        self.targets = _encode(pipe, [p for p, _ in self.pairs], device)  # [C·T, L, D]
+        self.surrogates = _encode(pipe, [s for _, s in self.pairs], device)
+        self.empty = _encode(pipe, [""], device)[0]
+        self.sampler = DDIMScheduler.from_config(pipe.scheduler.config)
+        self.sampler.set_timesteps(config.sampling_steps, device=device)
+        self.words = (
+            vocabulary_words(pipe.tokenizer, config.concepts) if config.anchor_source == "vocabulary" else []
+        )
+        self.size = (
+            config.resolution or unet.config.sample_size * pipe.vae_scale_factor
+        ) // pipe.vae_scale_factor
 
-    losses, erasure_losses, anchor_losses = [], [], []
-    started = time.perf_counter()
-    bar = tqdm(
-        range(config.steps),
-        desc=f"SPM {', '.join(config.concepts)}",
-        disable=not progress or not accelerator.is_local_main_process,
-    )
-    for step in bar:
-        rows = torch.randint(len(pairs), (config.batch_size,), generator=generator)
-        cond = targets[rows.to(device)]
+    def parameters(self) -> list[torch.nn.Parameter]:
+        assert self.network is not None
+        return self.network.trainable_parameters(ADAPTER_NAME)
+
+    def abort(self) -> None:
+        if self.network is not None:
+            self.network.detach_hooks()  # the base UNet as it was
+
+    def _eps(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.unet(x, t, encoder_hidden_states=cond).sample
+
+    def _x_t(self, cond: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+        """x_t after ``k`` DDIM steps from noise, with the SPM on, guided towards the target."""
+        config, sampler = self.config, self.sampler
+        shape = (config.batch_size, self.unet.config.in_channels, self.size, self.size)
+        x = (
+            torch.randn(shape, generator=generator).to(self.device, self.unet.dtype)
+            * sampler.init_noise_sigma
+        )
+        uncond = self.empty.expand_as(cond)
+        for t in sampler.timesteps[:k]:
+            e_unc, e_cond = self._eps(torch.cat([x, x]), t, torch.cat([uncond, cond])).chunk(2)
+            x = sampler.step(e_unc + config.sampling_guidance * (e_cond - e_unc), t, x).prev_sample
+        return x
+
+    def _anchors(self, target: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The empty prompt plus ``anchors_per_step`` random anchors (norm of ``target``)."""
+        config = self.config
+        if config.anchor_source == "vocabulary":
+            randoms = vocabulary_anchors(
+                self.pipe, self.words, target, config.anchors_per_step, generator, self.device
+            )
+        else:
+            randoms = random_anchors(target.cpu(), config.anchors_per_step, generator).to(self.device)
+        return torch.cat([self.empty[None], randoms])
+
+    def __call__(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        config, network, generator = self.config, self.network, ctx.generator
+        assert network is not None
+        rows = torch.randint(len(self.pairs), (config.batch_size,), generator=generator).to(self.device)
+        cond = self.targets[rows]
         k = int(torch.randint(0, config.sampling_steps, (), generator=generator))
-        x = torch.randn((config.batch_size, unet.config.in_channels, size, size), generator=generator)
-        x = x.to(device, unet.dtype) * sampler.init_noise_sigma
-        with torch.no_grad():  # x_t from the model being trained (SPM on), guided towards the target
-            uncond = empty.expand_as(cond)
-            for t in timesteps[:k]:
-                both = eps(torch.cat([x, x]), t, torch.cat([uncond, cond]))
-                e_unc, e_cond = both.chunk(2)
-                x = sampler.step(e_unc + config.sampling_guidance * (e_cond - e_unc), t, x).prev_sample
-            t = timesteps[k]
+        with torch.no_grad():
+            x = self._x_t(cond, k, generator)
+            t = self.sampler.timesteps[k]
             with network.disabled():
-                frozen = eps(torch.cat([x, x]), t, torch.cat([cond, surrogates[rows.to(device)]]))
+                frozen = self._eps(torch.cat([x, x]), t, torch.cat([cond, self.surrogates[rows]]))
             e_tar, e_sur = frozen.chunk(2)
             goal = e_sur - config.erasing_scale * (e_tar - e_sur)
-        loss_erase = F.mse_loss(eps(x, t, cond).float(), goal.float())
-        loss = loss_erase
-        loss_anchor = torch.zeros((), device=device)
+        loss_erase = F.mse_loss(self._eps(x, t, cond).float(), goal.float())
+        loss_anchor = torch.zeros((), device=self.device)
         if config.anchoring_strength > 0:
             # The anchors are shared by the batch's rows; their norm follows the first row's target.
-            if config.anchor_source == "vocabulary":
-                randoms = vocabulary_anchors(
-                    pipe, words, targets[rows[0]], config.anchors_per_step, generator, device
-                )
-            else:
-                randoms = random_anchors(targets[rows[0]].cpu(), config.anchors_per_step, generator).to(
-                    device
-                )
-            anchors = torch.cat([empty[None], randoms])
-            n = anchors.shape[0]
-            x_rep = x.repeat_interleave(n, dim=0)
+            anchors = self._anchors(self.targets[rows[0]], generator)
+            x_rep = x.repeat_interleave(anchors.shape[0], dim=0)
             a_rep = anchors.repeat(config.batch_size, 1, 1)
             with torch.no_grad(), network.disabled():
-                frozen_anchor = eps(x_rep, t, a_rep)
-            loss_anchor = F.mse_loss(eps(x_rep, t, a_rep).float(), frozen_anchor.float())
-            loss = loss + config.anchoring_strength * loss_anchor
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        if accelerator.num_processes > 1:  # the membranes live outside any prepared module: sync by hand
-            for p in params:
-                p.grad = accelerator.reduce(p.grad, reduction="mean")
-        optimizer.step()
-        lr_schedule.step()
-        losses.append(float(loss.detach()))
-        erasure_losses.append(float(loss_erase.detach()))
-        anchor_losses.append(float(loss_anchor.detach()))
-        bar.set_postfix(erase=f"{erasure_losses[-1]:.4f}", anchor=f"{anchor_losses[-1]:.2e}")
-        if on_step is not None:
-            on_step(step, {"loss": losses[-1], "erasure": erasure_losses[-1], "anchor": anchor_losses[-1]})
-    for p in params:
-        p.requires_grad_(False)
-    return TrainResult(network, config, time.perf_counter() - started, losses, erasure_losses, anchor_losses)
+                frozen_anchor = self._eps(x_rep, t, a_rep)
+            loss_anchor = F.mse_loss(self._eps(x_rep, t, a_rep).float(), frozen_anchor.float())
+        loss = loss_erase + config.anchoring_strength * loss_anchor
+        return {"loss": loss, "erasure": loss_erase, "anchor": loss_anchor}
+
+
+def train_spm(pipe: Any, config: SPMConfig, **loop: Any) -> TrainResult:
+    """Train one SPM erasing ``config.concepts`` from ``pipe``'s UNet on the shared loop; returns the network
+    (attached; a failed run takes it off again). ``loop``: :func:`hubkit.training.run_training`'s options
+    (``progress``, ``on_step``, and with ``out``, the artifact folder the caller writes, ``checkpoint_every``
+    and ``resume``: a resumed run gives bit for bit the uninterrupted run's SPM, same seed, on a CPU)."""
+    check_pipeline(pipe)
+    step = SPMStep(pipe, config)
+    run = run_training(step, **settings_from_config(config, schedule="cosine"), **loop)
+    assert step.network is not None
+    h = run.history
+    return TrainResult(step.network, config, run.seconds, h["loss"], h["erasure"], h["anchor"])

@@ -417,4 +417,6 @@ def settings_table(
         rows.append(("parameters", f"{facts['parameters']:,}{share}"))
     if "train_seconds" in facts:
         rows.append((time_label, f"{facts['train_seconds']:.0f} s on {facts.get('device', 'cpu')}"))
+    if "command" in facts:
+        rows.append(("reproduce", f"`{facts['command']}`"))
     return "| setting | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)

@@ -12,8 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from hubkit.adapters.lcm_lora.config import LCMLoRAConfig
-from hubkit.adapters.lcm_lora.serialization import HUBKIT_JSON, WEIGHT_NAME, call_settings, read_sampling
-from hubkit.adapters.lcm_lora.train import ADAPTER_NAME
+from hubkit.adapters.lcm_lora.serialization import (
+    ADAPTER_NAME,
+    HUBKIT_JSON,
+    WEIGHT_NAME,
+    call_settings,
+    read_sampling,
+)
 
 __all__ = ["load_lcm_lora", "unload_lcm_lora"]
 
