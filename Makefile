@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser demo test lint bench clean
+.PHONY: install browser demo test test-retrain lint bench clean
 
 install: $(STAMP)
 
@@ -23,10 +23,15 @@ $(STAMP): pyproject.toml
 
 test: install browser
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -n 2 --dist loadgroup -q tests
+	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not retrain" tests
 
+# Retrains a shipped demo artifact with the command recorded in its card and checks its headline number.
+test-retrain: install
+	$(PY) -m pytest -q -m retrain tests
+
+# `make demo RETRAIN=1` trains every method's demo artifact anew instead of publishing the shipped ones.
 demo: install
-	$(PY) -m hubkit.demo
+	$(PY) -m hubkit.demo $(if $(RETRAIN),--retrain)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,34 +1,40 @@
 """``make demo``: the embedded Hub, the reference world on it, the base model sampled with stock diffusers,
-SPMs erasing red and triangle trained (or reused) and published, the LCM-LoRA distilled (or reused) and
-published, the metrics published, the leaderboard run, and the leaderboard Space launched on localhost.
+every registered method's demo artifacts published (shipped ready-made with the method, or trained anew
+with ``--retrain``), the metrics published, the leaderboard run, and the leaderboard Space launched on
+localhost. The demo names no method: it asks the registry (:mod:`hubkit.methods`).
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 BASE_MODEL = "hubkit/tiny-sd-shapes"
+NAMESPACE = "hubkit"
 GRID_PATH = Path(".demo") / "tiny-sd-shapes-grid.png"
 PLOTS_DIR = Path(".demo") / "plots"
+TRAINED_DIR = Path(".demo")  # artifacts trained by --retrain
 SPACE_REPO = "hubkit/leaderboard"
-SPM_CONCEPTS = ("red", "triangle")
-SPM_DIR = Path(".demo")  # trained adapters
-LCM_REPO = "hubkit/lcm-lora-shapes"
 SPACE_FOLDER = Path(__file__).resolve().parents[1] / "spaces" / "leaderboard"
 
 console = Console()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hubkit.demo", description=__doc__)
+    parser.add_argument(
+        "--retrain", action="store_true", help="Train every demo artifact anew instead of the shipped ones."
+    )
+    args = parser.parse_args(argv)
     from hubkit.server import default_port
 
     # huggingface_hub reads HF_ENDPOINT once, when it is imported: set it before anything imports it.
@@ -58,8 +64,7 @@ def main() -> None:
     sample_grid(pipe, DEMO_PROMPTS, out=GRID_PATH)
     console.print(f"Grid of {len(DEMO_PROMPTS)} prompts × 4 seeds: [green]{GRID_PATH.resolve()}[/]")
 
-    publish_spms(hub)
-    publish_lcm_lora(hub)
+    publish_demo_artifacts(hub, retrain=args.retrain)
     run_leaderboard(hub)
     space_url = launch_space(hub)
 
@@ -82,31 +87,53 @@ def main() -> None:
     )
 
 
-def _steps_override(variable: str) -> dict[str, int]:
-    """``{"steps": N}`` from the environment variable (the tests' smoke runs), else the method's defaults."""
-    return {"steps": int(os.environ[variable])} if variable in os.environ else {}
+def _demo_config(config):
+    """The demo recipe's config; ``HUBKIT_DEMO_STEPS`` shortens training (the tests' smoke runs)."""
+    steps = os.environ.get("HUBKIT_DEMO_STEPS")
+    if steps and any(f.name == "steps" for f in dataclasses.fields(config)):
+        return dataclasses.replace(config, steps=int(steps))
+    return config
 
 
-def publish_trained(hub, repo_id: str, folder: Path, train: Callable[[Path], dict]) -> None:
-    """Publish ``repo_id`` from ``folder``, training into it first unless the Hub or the folder has it."""
+def publish_demo_artifacts(hub, retrain: bool = False) -> None:
+    """Each method's demo artifacts: reused when on the Hub, else the shipped folder (or, with ``retrain``
+    or when none is shipped, trained on the base model) published; then the base model's rows on the suites
+    they are compared on."""
     from huggingface_hub import HfApi
 
     from hubkit.hub import publish
+    from hubkit.methods import available_methods
 
     api = HfApi(endpoint=hub.url, token=os.environ["HF_TOKEN"])
-    if api.repo_exists(repo_id) and api.file_exists(repo_id, "hubkit.json"):
-        console.print(f"{repo_id} is on the Hub: reused")
-        return
-    if not (folder / "README.md").is_file():
-        facts = train(folder)
-        size, seconds = facts["file_bytes"], facts["train_seconds"]
-        console.print(f"  {facts['parameters']:,} parameters, {size:,} bytes, {seconds:.0f} s")
-    result = publish(folder, repo_id, endpoint=hub.url)
-    console.print(f"Published {repo_id} @ {result.commit[:12]}")
+    baselines: list[tuple[str, dict[str, str]]] = []
+    for cls in available_methods().values():
+        method = cls()
+        demos = method.demo_artifacts()
+        if not demos:
+            continue
+        console.rule(f"[bold]{method.name}")
+        for demo in demos:
+            baselines += [(name, dict(params)) for name, params in demo.baseline_suites]
+            repo_id = f"{NAMESPACE}/{demo.name}"
+            if api.repo_exists(repo_id) and api.file_exists(repo_id, "hubkit.json") and not retrain:
+                console.print(f"{repo_id} is on the Hub: reused")
+                continue
+            folder = None if retrain else cls.shipped_demo(demo)
+            if folder is not None:
+                console.print(f"{repo_id}: the artifact shipped with {method.name} ({folder})")
+            else:
+                folder = TRAINED_DIR / demo.name
+                config = _demo_config(demo.config)
+                console.print(f"Training {repo_id} on {BASE_MODEL} (hubkit train {method.name})…")
+                facts = method.train(BASE_MODEL, config, folder, repo_id=repo_id, force=True)
+                console.print(f"  {method.summary(config, facts)}", highlight=False)
+            result = publish(folder, repo_id, endpoint=hub.url)
+            console.print(f"Published {repo_id} @ {result.commit[:12]}")
+    baseline_rows(hub, list({(n, tuple(sorted(p.items()))): (n, p) for n, p in baselines}.values()))
 
 
 def baseline_rows(hub, suites: list[tuple[str, dict[str, str]]]) -> None:
-    """The base model's rows on the adapters' suites, so the leaderboard compares like with like."""
+    """The base model's rows on the demo artifacts' suites, so the leaderboard compares like with like."""
     from huggingface_hub import HfApi
 
     from hubkit.leaderboard.board import Leaderboard
@@ -120,42 +147,6 @@ def baseline_rows(hub, suites: list[tuple[str, dict[str, str]]]) -> None:
         if (BASE_MODEL, suite.key) not in done:
             console.print(f"Baseline: {BASE_MODEL} on {suite.key}")
             evaluate(BASE_MODEL, suite, endpoint=hub.url, progress=False)
-
-
-def publish_spms(hub) -> None:
-    """Train (or reuse) the SPMs erasing ``red`` and ``triangle`` and publish them."""
-    from hubkit.adapters.spm import SPMConfig
-    from hubkit.adapters.spm.cli import train_to_folder
-
-    console.rule("[bold]SPM concept erasure")
-    for concept in SPM_CONCEPTS:
-        repo_id = f"hubkit/spm-{concept}"
-
-        def train(folder: Path, concept: str = concept, repo_id: str = repo_id) -> dict:
-            console.print(
-                f"Training the SPM erasing {concept!r} on {BASE_MODEL} (hubkit train spm defaults)…"
-            )
-            config = SPMConfig(concepts=[concept], **_steps_override("HUBKIT_DEMO_SPM_STEPS"))
-            return train_to_folder(BASE_MODEL, config, folder, repo_id=repo_id, force=True)
-
-        publish_trained(hub, repo_id, SPM_DIR / f"spm-{concept}", train)
-    baseline_rows(hub, [("shapes-erasure", {"concept": c}) for c in SPM_CONCEPTS])
-
-
-def publish_lcm_lora(hub) -> None:
-    """Distil (or reuse) the few-step LCM-LoRA of the base model and publish it."""
-    from hubkit.adapters.lcm_lora import LCMLoRAConfig
-    from hubkit.adapters.lcm_lora.cli import distill_to_folder
-
-    console.rule("[bold]LCM-LoRA few-step sampling")
-
-    def train(folder: Path) -> dict:
-        console.print(f"Distilling {LCM_REPO} from {BASE_MODEL} (hubkit train lcm-lora defaults)…")
-        config = LCMLoRAConfig(**_steps_override("HUBKIT_DEMO_LCM_STEPS"))
-        return distill_to_folder(BASE_MODEL, config, folder, repo_id=LCM_REPO, force=True)
-
-    publish_trained(hub, LCM_REPO, SPM_DIR / "lcm-lora-shapes", train)
-    baseline_rows(hub, [("shapes-speed", {})])
 
 
 def run_leaderboard(hub) -> None:
@@ -208,7 +199,15 @@ def launch_space(hub, port: int | None = None) -> str:
             time.sleep(1.0)
         except (OSError, ValueError):
             pass
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
+    # The snapshot's files are symlinks into the blob store, and Python puts the *resolved* script folder
+    # on sys.path; the Space's own modules (leaderboard_plots.py) are found through the snapshot folder.
+    python_path = os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p)
+    env = {
+        **os.environ,
+        "PYTHONPATH": python_path,
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
     with open(pid_file.with_suffix(".log"), "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "app.py"],
