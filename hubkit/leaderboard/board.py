@@ -2,14 +2,20 @@
 
 Two dataset repos, as in the Hub's leaderboard template: requests (``requests/<ns>/<name>.json``, status
 PENDING → RUNNING → FINISHED | FAILED with a reason) and results (records under ``results/``, the
-aggregated ``leaderboard.parquet`` / ``leaderboard.md`` and ``plots/`` at the top). A broken repo fails
-its own request and never stops the others.
+aggregated ``leaderboard.parquet`` / ``leaderboard.md``, ``plots.json`` (the plots the table's suites
+declare) and ``plots/`` at the top). A broken repo fails its own request and never stops the others.
+
+A model is identified by the revision of its weights: a commit that changes only its card (README.md,
+``hubkit.json``, ``.eval_results/``), like the one each evaluation makes to write its results into the
+card, stands for the commit the weights came in (``weights_revisions``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub.hf_api import RepoFile
 
 from hubkit.cards import HUBKIT_TAG
 from hubkit.leaderboard import records
@@ -38,6 +45,8 @@ ID_COLUMNS = [
     "hubkit_version",
 ]
 CARD_FILES = ("README.md", "hubkit.json")
+NOT_WEIGHTS = (*CARD_FILES, ".gitattributes")
+"""Files (besides ``.eval_results/``) whose changes leave a model's weights, so its identity, as they were."""
 
 __all__ = ["ID_COLUMNS", "Leaderboard", "RunSummary", "records_table", "to_markdown"]
 
@@ -54,21 +63,6 @@ class RunSummary:
     table: pd.DataFrame
 
 
-def _same_weights(head: str, records: list[dict[str, Any]]) -> set[str]:
-    """The commits that hold the same artifact as ``head``: an evaluation's card commit only adds results to
-    the card, so it stands for the revision it evaluated, and a chain of them (one per suite of an adapter)
-    still does."""
-    same, grown = {head}, True
-    while grown:
-        grown = False
-        for r in records:
-            pair = {r["model"]["revision"], r.get("card_commit")} - {None}
-            if pair & same and not pair <= same:
-                same |= pair
-                grown = True
-    return same
-
-
 class Leaderboard:
     """The leaderboard's two dataset repos on one Hub, and the work that fills them."""
 
@@ -79,6 +73,70 @@ class Leaderboard:
         requests_repo: str = records.REQUESTS_REPO,
     ):
         self.api, self.results_repo, self.requests_repo = api, results_repo, requests_repo
+        self._fingerprints: dict[tuple[str, str], str | None] = {}
+
+    # -- model identity ------------------------------------------------------------------------------
+    def weights_revisions(
+        self, all_records: list[dict[str, Any]], heads: dict[str, str] | None = None
+    ) -> dict[tuple[str, str | None], str | None]:
+        """``(model, revision) → the revision of its weights`` for every record's revision (and ``heads``).
+
+        Records link each evaluated revision to the card commit its evaluation made
+        (``records.weights_revision``); commits that are not so linked but hold the same files apart from
+        the card (someone edited the README) are merged too, by comparing their file trees on the Hub. Of
+        the commits holding the same weights, the oldest stands for them.
+        """
+        by_model: dict[str, list[dict[str, Any]]] = {}
+        for record in all_records:
+            by_model.setdefault(record["model"]["id"], []).append(record)
+        for model in heads or {}:
+            by_model.setdefault(model, [])
+        found: dict[tuple[str, str | None], str | None] = {}
+        for model, mine in by_model.items():
+            revisions = {r["model"]["revision"] for r in mine} | {(heads or {}).get(model)}
+            chain = {rev: records.weights_revision(rev, mine) for rev in revisions if rev is not None}
+            roots = sorted(set(chain.values()))
+            if len(roots) > 1:
+                same: dict[str, list[str]] = {}
+                for root in roots:
+                    same.setdefault(self._fingerprint(model, root) or root, []).append(root)
+                age = self._commit_ages(model)
+                oldest = {
+                    r: min(group, key=lambda c: (age.get(c, math.inf), c))
+                    for group in same.values()
+                    for r in group
+                }
+                chain = {rev: oldest[root] for rev, root in chain.items()}
+            found.update({(model, rev): root for rev, root in chain.items()})
+            if None in {r["model"]["revision"] for r in mine}:
+                found[(model, None)] = None  # a local folder
+        return found
+
+    def _fingerprint(self, model: str, revision: str) -> str | None:
+        """A digest of the files of ``model`` at ``revision`` other than its card; None if unreadable."""
+        if (model, revision) not in self._fingerprints:
+            try:
+                tree = self.api.list_repo_tree(model, revision=revision, recursive=True)
+                files = sorted(
+                    (f.path, f.blob_id)
+                    for f in tree
+                    if isinstance(f, RepoFile)
+                    and f.path not in NOT_WEIGHTS
+                    and not f.path.startswith(".eval_results/")
+                )
+            except HfHubHTTPError:
+                files = None
+            digest = hashlib.sha256(json.dumps(files).encode()).hexdigest() if files is not None else None
+            self._fingerprints[(model, revision)] = digest
+        return self._fingerprints[(model, revision)]
+
+    def _commit_ages(self, model: str) -> dict[str, int]:
+        """``{commit: n}`` along the main branch of ``model``, 0 for the first commit."""
+        try:
+            commits = self.api.list_repo_commits(model)
+        except HfHubHTTPError:
+            return {}
+        return {c.commit_id: n for n, c in enumerate(reversed(commits))}
 
     # -- requests ------------------------------------------------------------------------------------
     def requests(self) -> dict[str, dict[str, Any]]:
@@ -148,12 +206,12 @@ class Leaderboard:
         except (MethodError, ValueError, HfHubHTTPError):
             return False  # let the evaluation fail with the full reason
         mine = [r for r in all_records if r["model"]["id"] == model]
-        same_weights = _same_weights(head, mine)
+        weights = self.weights_revisions(mine, {model: head})
         return all(
             any(
                 r["suite"]["key"] == suite.key
                 and r["suite"]["version"] == suite.version
-                and r["model"]["revision"] in same_weights
+                and weights[(model, r["model"]["revision"])] == weights[(model, head)]
                 for r in mine
             )
             for suite in wanted
@@ -231,20 +289,29 @@ class Leaderboard:
         ]
 
     def table(self) -> pd.DataFrame:
-        return records_table(self.records())
+        all_records = self.records()
+        return records_table(all_records, self.weights_revisions(all_records))
 
     def publish_table(self) -> pd.DataFrame:
-        """Write ``leaderboard.parquet``, ``leaderboard.md`` and the plots to the results repo, one commit."""
-        from hubkit.leaderboard.plots import plot_all
+        """Write ``leaderboard.parquet``, ``leaderboard.md``, ``plots.json`` (the plots the table's suites
+        declare, which the Space draws) and the plots as PNG to the results repo, one commit; PNGs of
+        plots no longer declared go."""
+        from hubkit.leaderboard.plots import PLOTS_FILE, declared_plots, plot_all, plots_json
 
         table = self.table()
         buffer = io.BytesIO()
         table.to_parquet(buffer, index=False)
+        declarations = declared_plots(table)
+        pngs = {f"plots/{name}": png for name, png in plot_all(table, declarations).items()}
         operations = [
             CommitOperationAdd("leaderboard.parquet", buffer.getvalue()),
             CommitOperationAdd("leaderboard.md", to_markdown(table).encode()),
+            CommitOperationAdd(PLOTS_FILE, plots_json(declarations)),
         ]
-        operations += [CommitOperationAdd(f"plots/{name}", png) for name, png in plot_all(table).items()]
+        operations += [CommitOperationAdd(path, png) for path, png in pngs.items()]
+        operations += [
+            CommitOperationDelete(p) for p in self._files(self.results_repo, "plots/") if p not in pngs
+        ]
         self.api.create_repo(self.results_repo, repo_type="dataset", exist_ok=True)
         self.api.create_commit(
             self.results_repo, operations, repo_type="dataset", commit_message="Update the leaderboard table"
@@ -270,17 +337,28 @@ class Leaderboard:
         return Path(self.api.hf_hub_download(repo, path, repo_type="dataset")).read_bytes()
 
 
-def records_table(all_records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (model, suite key): its newest record; id columns, then metric columns."""
-    newest: dict[tuple[str, str], dict[str, Any]] = {}
+def records_table(
+    all_records: list[dict[str, Any]], weights: dict[tuple[str, str | None], str | None] | None = None
+) -> pd.DataFrame:
+    """One row per (model, revision of its weights, suite key): its newest record; id columns, then metric
+    columns. ``revision`` is the weights' revision, from ``weights`` (``Leaderboard.weights_revisions``)
+    or else from the records alone (``records.weights_revision``): the commits that only wrote evaluation
+    results into the card do not make rows of their own."""
+    by_model: dict[str, list[dict[str, Any]]] = {}
     for record in all_records:
-        key = (record["model"]["id"], record["suite"]["key"])
-        if key not in newest or record["date"] >= newest[key]["date"]:
-            newest[key] = record
+        by_model.setdefault(record["model"]["id"], []).append(record)
+    newest: dict[tuple[str, str | None, str], tuple[str | None, dict[str, Any]]] = {}
+    for model, mine in by_model.items():
+        for record in mine:
+            revision = record["model"]["revision"]
+            of_weights = (weights or {}).get((model, revision)) or records.weights_revision(revision, mine)
+            key = (model, of_weights, record["suite"]["key"])
+            if key not in newest or record["date"] >= newest[key][1]["date"]:
+                newest[key] = (of_weights, record)
     rows = [
         {
             "model": r["model"]["id"],
-            "revision": r["model"]["revision"],
+            "revision": weights,
             "method": r["model"]["method"],
             "kind": r["model"]["kind"],
             "base_model": r["model"]["base_model"],
@@ -291,7 +369,9 @@ def records_table(all_records: list[dict[str, Any]]) -> pd.DataFrame:
             "hubkit_version": r["env"]["hubkit"],
             **{name: float(value) for name, value in r["metrics"].items()},
         }
-        for r in sorted(newest.values(), key=lambda r: (r["suite"]["key"], r["model"]["id"]))
+        for weights, r in sorted(
+            newest.values(), key=lambda wr: (wr[1]["suite"]["key"], wr[1]["model"]["id"], wr[1]["date"])
+        )
     ]
     table = pd.DataFrame(rows, columns=ID_COLUMNS if not rows else None)
     metric_columns = [c for c in table.columns if c not in ID_COLUMNS]

@@ -60,17 +60,24 @@ def print_metrics(record: dict) -> None:
     Console().print(table)
 
 
-def _save_plot(record: dict, path: Path) -> None:
+def _save_plot(record: dict, path: Path, suite: str, params: dict[str, str]) -> None:
+    """The plots the suite declares, of this one record: the first at ``path``, others beside it."""
     from hubkit.leaderboard.board import records_table
-    from hubkit.leaderboard.plots import quality_vs_cost
+    from hubkit.leaderboard.plots import plot_all
+    from hubkit.leaderboard.suite import load_suite
 
-    png = quality_vs_cost(records_table([record]))
-    if png is None:
-        typer.echo("no plot: the suite measures no alignment against UNet evaluations")
+    name = record["suite"]["name"]
+    declared = [p.to_json() for p in load_suite(suite, params).plots]
+    pngs = plot_all(records_table([record]), {name: declared})
+    if not pngs:
+        typer.echo("no plot: the suite declares none, or none this record has values for")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png)
-    typer.echo(f"plot: {path}")
+    for n, (file, png) in enumerate(pngs.items()):
+        plot = Path(file).stem.removeprefix(f"{name}-")
+        target = path if n == 0 else path.with_name(f"{path.stem}-{plot}{path.suffix}")
+        target.write_bytes(png)
+        typer.echo(f"plot: {target}")
 
 
 def eval_command(
@@ -89,7 +96,7 @@ def eval_command(
     ] = False,
     plot: Annotated[
         Path | None,
-        typer.Option("--plot", help="Also save the quality-vs-cost plot (PNG; a steps sweep draws a curve)."),
+        typer.Option("--plot", help="Also save the suite's trade-off plot (PNG; more plots beside it)."),
     ] = None,
     results_repo: ResultsRepoOption = "hubkit/leaderboard-results",
     endpoint: EndpointOption = None,
@@ -115,7 +122,7 @@ def eval_command(
     if json_out:
         typer.echo(f"record written to {json_out}")
     if plot:
-        _save_plot(record, plot)
+        _save_plot(record, plot, suite, parse_params(param))
     if not no_push and not is_local(source):
         typer.echo(f"record published to {results_repo}; card updated ({record['card_commit']})")
     elif not no_push:
@@ -160,7 +167,7 @@ def print_table(table) -> None:
 @leaderboard_app.command()
 def run(
     max_file_mb: Annotated[
-        int, typer.Option("--max-file-mb", help="Fail repos holding a file larger than this.")
+        int, typer.Option("--max-file-mb", min=1, help="Fail repos holding a file larger than this.")
     ] = 4096,
     results_repo: ResultsRepoOption = "hubkit/leaderboard-results",
     requests_repo: RequestsRepoOption = "hubkit/leaderboard-requests",

@@ -113,7 +113,18 @@ def fetch_card_files(api: HfApi, repo_id: str, revision: str | None, folder: Pat
         card_data=_card_data(folder, False, repo_id),
         hubkit_json=_hubkit_json(folder, repo_id),
         remote_files=frozenset(names),
+        remote_metadata=lambda name: _remote_safetensors_metadata(api, repo_id, name, info.sha),
     )
+
+
+def _remote_safetensors_metadata(api: HfApi, repo_id: str, name: str, revision: str) -> dict[str, str] | None:
+    """A safetensors file's header metadata read with a range request (no weights downloaded)."""
+    from huggingface_hub.errors import SafetensorsParsingError
+
+    try:
+        return dict(api.parse_safetensors_file_metadata(repo_id, name, revision=revision).metadata or {})
+    except (HfHubHTTPError, SafetensorsParsingError, OSError):
+        return None  # unreadable: not recognisably anything
 
 
 def _hubkit_json(path: Path, source: str) -> dict[str, Any]:

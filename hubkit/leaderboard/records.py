@@ -33,6 +33,7 @@ __all__ = [
     "eval_results_of",
     "record_path",
     "utc_now",
+    "weights_revision",
 ]
 
 
@@ -100,6 +101,22 @@ def build_record(
         "duration_s": round(duration_s, 3),
         "card_commit": card_commit,
     }
+
+
+def weights_revision(revision: str | None, records: list[dict[str, Any]]) -> str | None:
+    """The commit whose weights ``revision`` holds: the first commit of its chain of card commits.
+
+    Writing an evaluation's results into a card (README.md and ``.eval_results/``) makes a commit that
+    changes nothing else; each record names the revision it evaluated and that card commit, so following
+    ``card_commit`` → evaluated revision back from ``revision`` reaches the commit that brought the weights.
+    ``records`` must be one model's.
+    """
+    evaluated_at = {r["card_commit"]: r["model"]["revision"] for r in records if r.get("card_commit")}
+    seen = {revision}
+    while revision in evaluated_at and evaluated_at[revision] not in seen:
+        revision = evaluated_at[revision]
+        seen.add(revision)
+    return revision
 
 
 def record_bytes(record: dict[str, Any]) -> bytes:

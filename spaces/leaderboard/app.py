@@ -1,8 +1,12 @@
 """hubkit leaderboard Space: efficient diffusion methods ranked from a results dataset, plus a request queue.
 
-Self-contained (gradio, huggingface_hub, pandas): it runs on a Hugging Face Space or locally against any Hub
-that ``HF_ENDPOINT`` names, hubkit's embedded one included. Settings are read from the environment at call
-time: ``HUBKIT_RESULTS_REPO``, ``HUBKIT_REQUESTS_REPO``, ``HF_ENDPOINT`` and ``HF_TOKEN``.
+Self-contained (gradio, huggingface_hub, pandas, matplotlib): it runs on a Hugging Face Space or locally
+against any Hub that ``HF_ENDPOINT`` names, hubkit's embedded one included. Settings are read from the
+environment at call time: ``HUBKIT_RESULTS_REPO``, ``HUBKIT_REQUESTS_REPO``, ``HF_ENDPOINT`` and ``HF_TOKEN``.
+
+The table shows one suite at a time, with that suite's metrics; the plots are those the suite declares, as
+the leaderboard runner lists them in ``plots.json`` beside ``leaderboard.parquet``, drawn by
+``leaderboard_plots.py`` (a copy of hubkit's ``hubkit/leaderboard/plots.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.utils import validate_repo_id
+from leaderboard_plots import PLOTS_FILE, draw, read_plots_json
 
 RESULTS_FILE = "leaderboard.parquet"
 DEFAULT_RESULTS_REPO = "hubkit/leaderboard-results"
@@ -48,21 +53,21 @@ ID_COLUMNS = (
 SHOWN_ID_COLUMNS = ["model", "revision", "method", "suite", "suite_version", "params"]
 QUEUE_COLUMNS = ["model", "revision", "status", "reason", "submitted_time", "updated_time"]
 ALL_SUITES = "All"
+"""The suite choice that shows every suite's rows (and columns) at once; the table starts on one suite."""
+MAX_PLOTS = 4
+"""Plot slots under the table: a suite declaring more shows its first ones."""
 ACTIVE_STATUSES = ("PENDING", "RUNNING")
 CACHE_SECONDS = 60.0
 """A page load re-reads the results when the copy in memory is older than this; Refresh always does."""
-
-QUALITY_AXES = ("unet_evals", "alignment")
-ERASURE_AXES = ("efficacy", "preservation")
-POINT_COLUMNS = ["model", "revision", "method", "suite"]
 
 ABOUT = """
 ## What the suites measure
 
 Every artifact is evaluated by the hubkit leaderboard runner on fixed prompts and seeds, side by side with
 its base model in the same run, and scored by a judge network (a small CNN that reads shape, colour and
-background from an image). One row per (model, revision, suite); a suite's version changes when its
-prompts, seeds or metrics do, and rows of different versions are not comparable.
+background from an image). One row per (model, revision of its weights, suite): the commits that write
+results into a model's card do not count as new revisions. A suite's version changes when its prompts,
+seeds or metrics do, and rows of different versions are not comparable.
 
 | metric | meaning | better |
 |---|---|---|
@@ -77,9 +82,9 @@ prompts, seeds or metrics do, and rows of different versions are not comparable.
 | `unrelated_alignment` | alignment on prompts with unrelated concepts | higher |
 | `metric@N` | the metric when sampling with N steps | |
 
-**Quality vs cost** plots `alignment` against `unet_evals`: up and to the left is better.
-**Erasure trade-off** plots efficacy (1 − `target_presence`) against preservation (`unrelated_alignment`):
-up and to the right is better.
+**Plots.** Each suite declares its trade-off plots (two metrics, a colour, the better corner); the
+*Leaderboard* tab draws those of the chosen suite over the rows shown, one labelled point per row (one
+curve per row for a sweep, numbered by the swept setting).
 
 Submit a model on the *Submit* tab: the runner evaluates queued requests and appends their rows to the
 results dataset. Results live in the dataset `{results}`, requests in `{requests}`.
@@ -155,11 +160,26 @@ def normalize_results(frame: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class Results:
-    """The results table as last read, and one sentence about where it came from."""
+    """The results table as last read, one sentence about where it came from, and the plots its suites
+    declare (``{suite: [plot, ...]}``, from ``plots.json``; empty when there is none)."""
 
     frame: pd.DataFrame
     message: str
     read_at: float = field(default_factory=time.monotonic)
+    plots: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    plots_note: str | None = None
+
+
+def read_plots() -> tuple[dict[str, list[dict[str, Any]]], str | None]:
+    """The plot declarations in ``plots.json`` of the results dataset, and why there are none if so."""
+    repo = results_repo()
+    try:
+        path = hf_hub_download(repo, PLOTS_FILE, repo_type="dataset", endpoint=_endpoint(), token=_token())
+        return read_plots_json(Path(path).read_bytes()), None
+    except EntryNotFoundError:
+        return {}, f"`{repo}` has no `{PLOTS_FILE}`: no plots."
+    except Exception as err:  # a broken file must show as a message, never crash the Space
+        return {}, f"No plots: `{PLOTS_FILE}` in `{repo}` could not be read ({type(err).__name__}: {err})."
 
 
 def read_results() -> Results:
@@ -184,7 +204,8 @@ def read_results() -> Results:
         message = f"{len(frame)} results for {models} models on {suites} suites, from `{repo}`."
         if frame.empty:
             message = f"No results yet: `{RESULTS_FILE}` in `{repo}` has no rows."
-        return Results(frame, message)
+        plots, problem = read_plots()
+        return Results(frame, message, plots=plots, plots_note=problem)
     return Results(empty_results(), message)
 
 
@@ -218,8 +239,9 @@ STORE = ResultsStore()
 
 
 def suites_of(frame: pd.DataFrame) -> list[str]:
-    """The suites present, sorted."""
-    return sorted(str(s) for s in frame["suite"].dropna().unique())
+    """The suites present, the one with the most models first (ties by name): the table starts on it."""
+    counts = frame.dropna(subset=["suite"]).groupby("suite")["model"].nunique()
+    return [str(suite) for suite, _ in sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))]
 
 
 def methods_of(frame: pd.DataFrame) -> list[str]:
@@ -260,51 +282,42 @@ def leaderboard(suite: str | None, methods: list[str] | None, search: str | None
     return table_view(filter_rows(STORE.get().frame, suite, methods, search))
 
 
-def _points(rows: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    columns = [*POINT_COLUMNS, x, y]
-    if x not in rows.columns or y not in rows.columns:
-        dtypes = dict.fromkeys(POINT_COLUMNS, "object") | {x: "float64", y: "float64"}
-        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in dtypes.items()})
-    points = rows.dropna(subset=[x, y])[columns].copy()
-    points["revision"] = points["revision"].fillna("").astype(str).str[:7]
-    return points.reset_index(drop=True)
-
-
-def plots(
-    suite: str | None, methods: list[str] | None, search: str | None
-) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Points for the quality-vs-cost and erasure plots of the filtered rows, and a note on missing ones."""
-    rows = filter_rows(STORE.get().frame, suite, methods, search).copy()
-    if "target_presence" in rows.columns:
-        rows["efficacy"] = 1.0 - rows["target_presence"]
-    if "unrelated_alignment" in rows.columns:
-        rows["preservation"] = rows["unrelated_alignment"]
-    quality = _points(rows, *QUALITY_AXES)
-    erasure = _points(rows, *ERASURE_AXES)
-    notes = []
-    if quality.empty:
-        notes.append("No rows in this selection have both `unet_evals` and `alignment`: nothing to plot.")
-    if erasure.empty:
-        notes.append(
-            "No rows in this selection have both `target_presence` and `unrelated_alignment` "
-            "(erasure suites): nothing to plot."
-        )
-    return quality, erasure, "\n\n".join(notes)
-
-
-def clear_plots() -> tuple[None, None]:
-    """Empty both plots, so that the next points build fresh charts: gradio fixes a ScatterPlot's colour
-    domain when it builds the chart, and points of a method new since then would have no colour."""
-    return None, None
+def plots(suite: str | None, methods: list[str] | None, search: str | None) -> list[Any]:
+    """The plots ``suite`` declares, drawn over the filtered rows (``MAX_PLOTS`` slots, unused ones hidden),
+    and a note on those with nothing to show."""
+    results = STORE.get()
+    figures, notes = [], []
+    if not suite or suite == ALL_SUITES:
+        notes.append("Pick a suite to see its plots.")
+    elif suite in results.plots:
+        rows = filter_rows(results.frame, suite, methods, search)
+        for plot in results.plots[suite]:
+            figure = draw({"suite": suite, **plot}, rows)
+            if figure is None:
+                notes.append(
+                    f"{plot.get('title') or plot['name']}: no rows in this selection have both "
+                    f"`{plot['x']}` and `{plot['y']}`: nothing to plot."
+                )
+            else:
+                figures.append(figure)
+    else:
+        notes.append(results.plots_note or f"The suite `{suite}` declares no plots.")
+    if len(figures) > MAX_PLOTS:
+        notes.append(f"{len(figures) - MAX_PLOTS} more plots of `{suite}` are in `{results_repo()}`.")
+    shown = [gr.Plot(value=figure, visible=True) for figure in figures[:MAX_PLOTS]]
+    hidden = [gr.Plot(value=None, visible=False) for _ in range(MAX_PLOTS - len(shown))]
+    return [*shown, *hidden, "\n\n".join(notes)]
 
 
 def _filter_updates(results: Results, suite: str | None = None) -> tuple[str, Any, Any]:
+    """The status line, the suite choices (``suite`` kept if present, else the first suite) and methods."""
     suites = suites_of(results.frame)
     methods = methods_of(results.frame)
-    keep = suite if suite in suites else ALL_SUITES
+    choices = [*suites, ALL_SUITES]
+    keep = suite if suite in choices else choices[0]
     return (
         results.message,
-        gr.Dropdown(choices=[ALL_SUITES, *suites], value=keep),
+        gr.Dropdown(choices=choices, value=keep),
         gr.CheckboxGroup(choices=methods, value=methods),
     )
 
@@ -315,8 +328,8 @@ def about() -> str:
 
 
 def leaderboard_records(suite: str = ALL_SUITES, methods: list[str] | None = None, search: str = "") -> dict:
-    """The filtered leaderboard as ``{"headers": [...], "data": [[...], ...]}`` (nulls as None); no methods
-    means every method."""
+    """The filtered leaderboard as ``{"headers": [...], "data": [[...], ...]}`` (nulls as None); every suite
+    unless one is named, every method unless some are."""
     view = leaderboard(suite, methods, search)
     split = json.loads(view.to_json(orient="split", index=False))
     return {"headers": split["columns"], "data": split["data"]}
@@ -332,12 +345,12 @@ def refresh_message() -> str:
     return STORE.reload().message
 
 
-def refresh(suite: str | None = ALL_SUITES) -> tuple[str, Any, Any]:
+def refresh(suite: str | None = None) -> tuple[str, Any, Any]:
     """Re-read the results; the status line and the suite / method choices present in them."""
     return _filter_updates(STORE.reload(), suite)
 
 
-def status(suite: str | None = ALL_SUITES) -> tuple[str, Any, Any]:
+def status(suite: str | None = None) -> tuple[str, Any, Any]:
     """The status line and filter choices of the results in memory (re-read when stale)."""
     return _filter_updates(STORE.get(max_age=CACHE_SECONDS), suite)
 
@@ -476,9 +489,7 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Leaderboard", id="leaderboard"):
                 status_md = gr.Markdown(elem_id="leaderboard-status")
                 with gr.Row():
-                    suite = gr.Dropdown(
-                        choices=[ALL_SUITES], value=ALL_SUITES, label="Suite", elem_id="filter-suite"
-                    )
+                    suite = gr.Dropdown(choices=[], value=None, label="Suite", elem_id="filter-suite")
                     methods = gr.CheckboxGroup(
                         choices=[], value=[], label="Methods (none ticked: all)", elem_id="filter-methods"
                     )
@@ -494,33 +505,13 @@ def build_demo() -> gr.Blocks:
                     label="Results (click a header to sort)",
                     buttons=["copy", "fullscreen"],
                 )
-                with gr.Row():
-                    quality_plot = gr.ScatterPlot(
-                        value=None,
-                        x=QUALITY_AXES[0],
-                        y=QUALITY_AXES[1],
-                        color="method",
-                        tooltip=POINT_COLUMNS + list(QUALITY_AXES),
-                        x_lim=[0, None],
-                        y_lim=[0, 1],
-                        title="Quality vs cost",
-                        x_title="UNet evaluations per image (lower is cheaper)",
-                        y_title="alignment (higher is better)",
-                        elem_id="quality-plot",
-                    )
-                    erasure_plot = gr.ScatterPlot(
-                        value=None,
-                        x=ERASURE_AXES[0],
-                        y=ERASURE_AXES[1],
-                        color="method",
-                        tooltip=POINT_COLUMNS + list(ERASURE_AXES),
-                        x_lim=[0, 1],
-                        y_lim=[0, 1],
-                        title="Erasure trade-off",
-                        x_title="efficacy = 1 − target_presence",
-                        y_title="preservation = unrelated_alignment",
-                        elem_id="erasure-plot",
-                    )
+                slots = []
+                for first in range(0, MAX_PLOTS, 2):
+                    with gr.Row():
+                        slots += [
+                            gr.Plot(visible=False, format="png", show_label=False, elem_id=f"plot-{n}")
+                            for n in range(first, min(first + 2, MAX_PLOTS))
+                        ]
                 plots_md = gr.Markdown(elem_id="plots-status")
             with gr.Tab("Submit", id="submit"):
                 gr.Markdown(
@@ -549,7 +540,7 @@ def build_demo() -> gr.Blocks:
                 about_md = gr.Markdown(elem_id="about")
 
         filters_in = [suite, methods, search]
-        plot_out = [quality_plot, erasure_plot, plots_md]
+        plot_out = [*slots, plots_md]
         choices_out = [status_md, suite, methods]
 
         # The public API: typed endpoints that take any suite / method names (the UI's dropdown and
@@ -575,8 +566,6 @@ def build_demo() -> gr.Blocks:
             refresh, inputs=suite, outputs=choices_out, api_name="refresh_ui", api_visibility="private"
         ).then(
             leaderboard, inputs=filters_in, outputs=table, api_name="refresh_table", api_visibility="private"
-        ).then(
-            clear_plots, outputs=plot_out[:2], api_name="refresh_clear_plots", api_visibility="private"
         ).then(plots, inputs=filters_in, outputs=plot_out, api_name="refresh_plots", api_visibility="private")
         demo.load(
             status, inputs=suite, outputs=choices_out, api_name="load_ui", api_visibility="private"

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 from conftest import start_space, stop_space
 
+from hubkit.leaderboard.plots import declared_plots, plots_json
+
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 SPACE = Path(__file__).resolve().parents[2] / "spaces" / "leaderboard"
@@ -57,6 +59,12 @@ def space_url(hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         repo_id="alice/leaderboard-results",
         repo_type="dataset",
     )
+    alice.upload_file(
+        path_or_fileobj=plots_json(declared_plots(pd.read_parquet(io.BytesIO(_results_parquet())))),
+        path_in_repo="plots.json",
+        repo_id="alice/leaderboard-results",
+        repo_type="dataset",
+    )
     tmp = tmp_path_factory.mktemp("space")
     env = {
         "HF_ENDPOINT": hub.url,
@@ -93,19 +101,26 @@ def test_leaderboard_page_renders_filters_and_submits(page, space_url: str, hub,
 
     page.goto(space_url)
     table = page.locator("#leaderboard-table")
+    # It starts on one suite (the one with the most models), with that suite's columns only.
     expect(table).to_contain_text("alice/tiny-sd-shapes", timeout=TIMEOUT_MS)
     expect(table).to_contain_text("0.97")
+    expect(page.locator("#filter-suite input")).to_have_value("shapes-quality")
+    expect(table).not_to_contain_text("alice/spm-red")
+    expect(table).not_to_contain_text("target_presence")
     expect(page.locator("#leaderboard-status")).to_contain_text("3 results for 3 models on 2 suites")
-    points = '[aria-roledescription="point"][stroke]'  # a point without a colour has no stroke
-    expect(page.locator(f"#quality-plot {points}")).to_have_count(2)  # the two quality rows
-    expect(page.locator(f"#erasure-plot {points}")).to_have_count(1)  # the SPM row
+    # The suite's two declared plots, drawn; the other slots hidden.
+    plot = "#plot-{} img"
+    expect(page.locator(plot.format(0))).to_be_visible()
+    expect(page.locator(plot.format(1))).to_be_visible()
+    expect(page.locator("#plot-2")).to_have_count(0)
 
     shot = tmp_path / "leaderboard-space.png"
     page.screenshot(path=str(shot), full_page=True)
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000, len(data)
 
-    # Refresh picks up a new results file, and the plots colour a method they had not seen.
+    # Refresh picks up a new results file, and the plots redraw with it.
+    before = page.locator(plot.format(0)).get_attribute("src")
     frame = pd.read_parquet(io.BytesIO(_results_parquet()))
     sara = frame.iloc[[1]].assign(model="alice/sara-shapes", method="sara", alignment=0.5)
     buffer = io.BytesIO()
@@ -118,15 +133,21 @@ def test_leaderboard_page_renders_filters_and_submits(page, space_url: str, hub,
     )
     page.locator("#refresh-button").click()
     expect(table).to_contain_text("alice/sara-shapes")
-    expect(page.locator(f"#quality-plot {points}")).to_have_count(3)
+    expect(page.locator(plot.format(0))).not_to_have_attribute("src", before)
+    expect(page.locator("#filter-suite input")).to_have_value("shapes-quality")  # kept
 
     # The suite filter (its choices came from the results when the page loaded).
     page.locator("#filter-suite input").click()
     page.get_by_role("option", name="shapes-erasure").click()
     expect(table).to_contain_text("alice/spm-red")
     expect(table).not_to_contain_text("alice/tiny-sd-shapes-lcm")
-    expect(page.locator(f"#quality-plot {points}")).to_have_count(0)
+    expect(page.locator(plot.format(0))).to_be_visible()  # its one declared plot
+    expect(page.locator("#plot-1")).to_have_count(0)
+    page.screenshot(path=str(tmp_path / "leaderboard-space-erasure.png"), full_page=True)
+    page.locator("#filter-search input, #filter-search textarea").first.fill("nobody")
     expect(page.locator("#plots-status")).to_contain_text("nothing to plot")
+    expect(page.locator("#plot-0")).to_have_count(0)
+    page.locator("#filter-search input, #filter-search textarea").first.fill("")
 
     # The submit form files a request for an existing model.
     alice = hub.api("alice")

@@ -193,7 +193,7 @@ def test_leaderboard_fails_hostile_repos_and_finishes_good_ones(hub, base_repo, 
     table = board.published_table()
     assert list(table["model"]) == [base_repo] and table["alignment"].notna().all()
     files = api.list_repo_files("alice/lb-results", repo_type="dataset")
-    assert {"leaderboard.parquet", "leaderboard.md", "plots/quality_vs_cost.png"} <= set(files)
+    assert {"leaderboard.parquet", "leaderboard.md", "plots.json"} <= set(files)
 
     # A second pass: failed repos are not retried at the same commit.
     assert board.queue_stale(on_event=events.append) == [base_repo]  # the tiny suite is not its default suite

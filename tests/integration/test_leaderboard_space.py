@@ -119,11 +119,24 @@ def upload_results(api, repo_id: str, data: bytes) -> None:
     )
 
 
+def plots_file(parquet: bytes) -> bytes:
+    """``plots.json`` as the runner writes it beside that table: the plots its suites declare."""
+    from hubkit.leaderboard.plots import declared_plots, plots_json
+
+    return plots_json(declared_plots(pd.read_parquet(io.BytesIO(parquet))))
+
+
 @pytest.fixture(scope="module")
 def repos(hub) -> dict[str, str]:
-    """A results dataset holding the parquet; a requests dataset that does not exist yet (alice's)."""
+    """A results dataset holding the parquet and plots.json; a requests dataset that does not exist yet."""
     names = {"results": "alice/leaderboard-results", "requests": "alice/leaderboard-requests"}
     upload_results(hub.api("alice"), names["results"], results_parquet())
+    hub.api("alice").upload_file(
+        path_or_fileobj=plots_file(results_parquet()),
+        path_in_repo="plots.json",
+        repo_id=names["results"],
+        repo_type="dataset",
+    )
     return names
 
 
@@ -149,22 +162,22 @@ def as_rows(table: dict) -> list[dict]:
     return [dict(zip(table["headers"], row, strict=True)) for row in table["data"]]
 
 
+def _imports(nodes) -> set[str]:
+    imported = {alias.name.split(".")[0] for n in nodes if isinstance(n, ast.Import) for alias in n.names}
+    return imported | {n.module.split(".")[0] for n in nodes if isinstance(n, ast.ImportFrom) and n.module}
+
+
 def test_app_imports_only_what_a_space_has():
-    tree = ast.parse((SPACE / "app.py").read_text())
-    imported = {
-        alias.name.split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import)
-        for alias in node.names
-    }
-    imported |= {
-        node.module.split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and node.module
-    }
-    third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
-    assert third_party <= {"gradio", "huggingface_hub", "pandas"}, third_party
-    assert set((SPACE / "requirements.txt").read_text().split()) == {"huggingface_hub", "pandas", "pyarrow"}
+    """app.py and, at module level, its plotting module (hubkit's plots.py, copied: only its
+    ``declared_plots``, which the Space never calls, imports hubkit)."""
+    app_tree = ast.parse((SPACE / "app.py").read_text())
+    plots_tree = ast.parse((SPACE / "leaderboard_plots.py").read_text())
+    imported = _imports(list(ast.walk(app_tree))) | _imports(plots_tree.body)
+    third_party = imported - set(sys.stdlib_module_names) - {"__future__", "leaderboard_plots"}
+    assert third_party <= {"gradio", "huggingface_hub", "pandas", "numpy", "matplotlib"}, third_party
+    assert "declared_plots" not in (SPACE / "app.py").read_text()
+    requirements = set((SPACE / "requirements.txt").read_text().split())
+    assert requirements == {"huggingface_hub", "matplotlib", "pandas", "pyarrow"}
 
 
 def test_leaderboard_table_and_filters(space):
@@ -289,7 +302,9 @@ def test_publish_space(hub, tmp_path, repo_name):
     info = hub.api(None).space_info("alice/leaderboard")
     assert result.repo_id == "alice/leaderboard" and info.sha == result.commit
     assert info.sdk == "gradio" and "hubkit-kind:space" in info.tags
-    assert {"app.py", "README.md", "requirements.txt"} <= {s.rfilename for s in info.siblings}
+    assert {"app.py", "leaderboard_plots.py", "README.md", "requirements.txt"} <= {
+        s.rfilename for s in info.siblings
+    }
     assert not any("__pycache__" in s.rfilename for s in info.siblings)
 
     runner = CliRunner()
@@ -320,19 +335,96 @@ def test_publish_space(hub, tmp_path, repo_name):
         hub.api("alice").space_info(f"alice/{repo_name}-broken")
 
 
-def test_space_reads_the_columns_the_runner_writes() -> None:
-    """The Space is self-contained (no hubkit import): its copy of the table's id columns must match."""
+@pytest.fixture(scope="module")
+def app_module():
+    """The Space's app.py imported in this process (as the Space runs it: its folder on the path)."""
     import importlib.util
 
-    from conftest import SPACES_DIR
-
-    from hubkit.leaderboard.board import ID_COLUMNS
-
-    spec = importlib.util.spec_from_file_location("leaderboard_app", SPACES_DIR / "leaderboard" / "app.py")
-    app_module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = app_module  # its dataclasses look their module up there
+    spec = importlib.util.spec_from_file_location("leaderboard_app", SPACE / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    sys.path.insert(0, str(SPACE))
     try:
-        spec.loader.exec_module(app_module)
+        spec.loader.exec_module(module)
     finally:
         sys.modules.pop(spec.name)
+        sys.path.remove(str(SPACE))
+    return module
+
+
+def test_space_reads_the_columns_the_runner_writes(app_module) -> None:
+    """The Space is self-contained (no hubkit import): its copy of the table's id columns must match."""
+    from hubkit.leaderboard.board import ID_COLUMNS
+
     assert list(app_module.ID_COLUMNS) == ID_COLUMNS
+
+
+def test_space_starts_on_one_suite_and_draws_its_declared_plots(app_module) -> None:
+    frame = app_module.normalize_results(pd.read_parquet(io.BytesIO(results_parquet())))
+    declared = json.loads(plots_file(results_parquet()))["suites"]
+    results = app_module.Results(frame, "4 results", plots=declared)
+    app_module.STORE._results = results
+
+    # The suite with the most models first (ties by name), and chosen; "All" last.
+    _, suites, _ = app_module._filter_updates(results)
+    choices = [choice[0] for choice in suites.choices]
+    assert choices == ["shapes-erasure", "shapes-quality", app_module.ALL_SUITES]
+    assert suites.value == "shapes-erasure"
+    assert app_module._filter_updates(results, "shapes-quality")[1].value == "shapes-quality"  # kept
+    more = app_module.Results(pd.concat([frame, frame.iloc[[0]].assign(model="bob/m")]), "")
+    assert app_module._filter_updates(more)[1].value == "shapes-quality"  # now three models
+
+    *slots, note = app_module.plots("shapes-quality", None, "")
+    assert len(slots) == app_module.MAX_PLOTS
+    visible = [slot for slot in slots if slot.visible]
+    assert len(visible) == len(declared["shapes-quality"]) and note == ""
+    assert all(slot.value["type"] == "matplotlib" for slot in visible)
+    *slots, note = app_module.plots("shapes-erasure", ["pipeline"], "")
+    assert sum(slot.visible for slot in slots) == 1  # the base row alone still draws
+    *slots, note = app_module.plots("shapes-erasure", None, "no-such-model")
+    assert not any(slot.visible for slot in slots) and "nothing to plot" in note
+    assert "Pick a suite" in app_module.plots(app_module.ALL_SUITES, None, "")[-1]
+    app_module.STORE._results = app_module.Results(frame, "4 results", plots_note="no `plots.json`")
+    assert app_module.plots("shapes-quality", None, "")[-1] == "no `plots.json`"
+
+
+def test_card_only_commits_keep_a_models_row(hub, repo_name) -> None:
+    """The revision the Space shows is that of the weights: a commit that changes only the card (by hand, or
+    an evaluation writing its results) makes no new row; one that changes the weights does."""
+    from huggingface_hub import CommitOperationAdd
+
+    from hubkit.leaderboard.board import Leaderboard, records_table
+
+    alice, model = hub.api("alice"), f"alice/{repo_name}"
+    alice.create_repo(model)
+
+    def commit(files: dict[str, bytes]) -> str:
+        operations = [CommitOperationAdd(path, data) for path, data in files.items()]
+        return alice.create_commit(model, operations, commit_message="c").oid
+
+    weights = commit({"README.md": b"# m\n", "unet/w.safetensors": b"1" * 64, "model_index.json": b"{}"})
+    card = commit({"README.md": b"# m, evaluated\n", ".eval_results/s.yaml": b"- 1\n"})
+    edited = commit({"README.md": b"# m, edited by hand\n", "hubkit.json": b"{}"})
+    retrained = commit({"unet/w.safetensors": b"2" * 64})
+
+    def row(revision, card_commit=None, suite="s"):
+        return {
+            "model": {
+                "id": model,
+                "revision": revision,
+                "method": "m",
+                "kind": "pipeline",
+                "base_model": None,
+            },
+            "suite": {"name": suite, "version": 1, "key": suite, "params": {}},
+            "metrics": {"alignment": 0.5},
+            "env": {"hubkit": "0"},
+            "date": "2025-06-01T00:00:00Z",
+            "card_commit": card_commit,
+        }
+
+    found = [row(weights, card), row(edited, suite="t"), row(retrained, suite="t")]
+    board = Leaderboard(alice)
+    table = records_table(found, board.weights_revisions(found))
+    shown = sorted(zip(table["suite"], table["revision"], strict=True))
+    assert shown == sorted([("s", weights), ("t", weights), ("t", retrained)])
