@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,17 +9,9 @@ import typer
 
 from hubkit.cards.schema import ArtifactKind, CardError
 from hubkit.cards.validate import inspect_card_source, looks_like_path
-from hubkit.cli_common import EndpointOption, TokenOption, command_group
+from hubkit.cli_common import EndpointOption, RepoType, TokenOption, command_group
 
 card_app = command_group("card", "Model-card tools.")
-
-
-class RepoType(str, Enum):
-    """Hub repo types (a choice list for --repo-type)."""
-
-    MODEL = "model"
-    DATASET = "dataset"
-    SPACE = "space"
 
 
 @card_app.callback()

@@ -127,8 +127,13 @@ def pull_pipeline(source: str, *, endpoint: str | None = None, token: str | None
     its progress bars off; ``HubError`` names the source when it is missing or not a pipeline."""
     from diffusers import DiffusionPipeline
 
+    local = Path(source).expanduser()
+    if local.exists() and not local.is_dir():
+        raise HubError(f"cannot load the base pipeline {source!r}: it is a file, not a pipeline folder")
+    if not local.exists() and (local.is_absolute() or source.startswith((".", "~")) or source.count("/") > 1):
+        raise HubError(f"cannot load the base pipeline {source!r}: no such folder")
     try:
-        path = source if Path(source).is_dir() else pull(source, endpoint=endpoint, token=token)
+        path = str(local) if local.is_dir() else pull(source, endpoint=endpoint, token=token)
         pipe = DiffusionPipeline.from_pretrained(path)
     except Exception as err:  # HubError, or one of the many types diffusers raises for a foreign folder
         raise HubError(f"cannot load the base pipeline {source!r}: {err}") from err

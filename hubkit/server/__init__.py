@@ -18,23 +18,43 @@ def hubkit_home() -> Path:
 
 def default_port() -> int:
     """``$HUBKIT_PORT`` or 8077: where the embedded Hub listens when nobody says otherwise."""
-    return int(os.environ.get("HUBKIT_PORT") or DEFAULT_PORT)
+    value = os.environ.get("HUBKIT_PORT") or str(DEFAULT_PORT)
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ValueError(f"HUBKIT_PORT must be a port number (0-65535), got {value!r}")
+    return port
 
 
 def default_data_dir() -> Path:
     return hubkit_home() / "hub"
 
 
+def parse_user(spec: str) -> tuple[str, str]:
+    """One ``NAME:TOKEN`` string to ``(name, token)``; a ``ValueError`` naming the problem otherwise."""
+    from hubkit.server.names import check_repo_name
+    from hubkit.server.storage import BadRequest
+
+    name, sep, token = spec.partition(":")
+    if not sep or not name or len(token) < 8:
+        raise ValueError(f"expected NAME:TOKEN with a token of at least 8 characters, got {spec!r}")
+    try:
+        return check_repo_name(name, "user name"), token
+    except BadRequest as err:
+        raise ValueError(str(err)) from err
+
+
 def parse_users(specs: list[str]) -> dict[str, str]:
     """``NAME:TOKEN`` strings to a mapping; a clear error for anything else."""
-    from hubkit.server.names import check_repo_name
-
     users = {}
     for spec in specs:
-        name, sep, token = spec.partition(":")
-        if not sep or not name or len(token) < 8:
-            raise ValueError(f"--user must be NAME:TOKEN with a token of at least 8 characters, got {spec!r}")
-        users[check_repo_name(name, "user name")] = token
+        try:
+            name, token = parse_user(spec)
+        except ValueError as err:
+            raise ValueError(f"--user: {err}") from None
+        users[name] = token
     return users
 
 
@@ -63,7 +83,8 @@ def run_server(
     """Serve until interrupted; prints the URL and, for the default user, where its token is stored."""
     import uvicorn
 
-    from hubkit.server.app import Limits, create_app
+    from hubkit.server.app import create_app
+    from hubkit.server.context import Limits
 
     data_dir = Path(data_dir or default_data_dir())
     user_map = parse_users(users or [])

@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
@@ -30,6 +29,7 @@ from hubkit import __version__
 from hubkit.server import xet_routes
 from hubkit.server.auth import Caller, Forbidden, Signer, Unauthorized, caller_from_header
 from hubkit.server.bodies import PayloadTooLarge, parse_json, read_body, read_json
+from hubkit.server.context import Limits
 from hubkit.server.info import dir_entry, iso, list_tree, parse_front_matter, repo_info, tree_entry
 from hubkit.server.names import check_path, check_repo_name, is_text
 from hubkit.server.storage import (
@@ -51,17 +51,6 @@ PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
 LFS_THRESHOLD = 10 * 1024 * 1024
 PAGE_SIZE = 1000
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Request size limits; each is a whole request body in bytes."""
-
-    max_upload_bytes: int = 50 << 30  # one LFS object
-    max_commit_bytes: int = 1 << 30  # NDJSON commit with inline (base64) files
-    max_json_bytes: int = 16 << 20  # other JSON bodies
-    max_xorb_bytes: int = 128 << 20  # hf_xet caps xorbs at 64 MiB
-    max_shard_bytes: int = 64 << 20
 
 
 def error_response(err: StorageError) -> JSONResponse:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote
 
 from starlette.concurrency import run_in_threadpool
@@ -20,16 +20,14 @@ from starlette.responses import JSONResponse, Response
 from hubkit.server import xet
 from hubkit.server.auth import Caller, Unauthorized
 from hubkit.server.bodies import read_body
+from hubkit.server.context import HubContext
 from hubkit.server.storage import BadRequest, Repo, Storage
-
-if TYPE_CHECKING:
-    from hubkit.server.app import HubApp
 
 TOKEN_TTL = 3600
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
-async def write_token(request: Request, caller: Caller, query: dict, repo: Repo, hub: HubApp) -> Response:
+async def write_token(request: Request, caller: Caller, query: dict, repo: Repo, hub: HubContext) -> Response:
     user = caller.require_write(repo)
     sig = hub.signer.sign("xet", user, repo.type, repo.repo_id, ttl=TOKEN_TTL)
     token = f"{quote(user, safe='')}:{repo.type}:{quote(repo.repo_id, safe='')}:{sig}"
@@ -39,7 +37,7 @@ async def write_token(request: Request, caller: Caller, query: dict, repo: Repo,
     return JSONResponse({"casUrl": cas_url, "accessToken": token, "exp": exp}, headers=headers)
 
 
-def _check_token(hub: HubApp, request: Request) -> None:
+def _check_token(hub: HubContext, request: Request) -> None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     parts = token.split(":")
     if scheme.lower() != "bearer" or len(parts) != 4:
@@ -49,7 +47,7 @@ def _check_token(hub: HubApp, request: Request) -> None:
         raise Unauthorized("Invalid or expired Xet access token")
 
 
-def route(hub: HubApp, method: str, seg: list[str]) -> Any:
+def route(hub: HubContext, method: str, seg: list[str]) -> Any:
     if method == "POST" and len(seg) == 4 and seg[:3] == ["v1", "xorbs", "default"]:
         return functools.partial(_put_xorb, hub, seg[3])
     if method == "POST" and seg == ["v1", "shards"]:
@@ -57,7 +55,9 @@ def route(hub: HubApp, method: str, seg: list[str]) -> Any:
     return None  # chunk dedup queries, xorb grants and v2 shards: 404 makes hf_xet fall back
 
 
-async def _put_xorb(hub: HubApp, xorb_hash: str, request: Request, caller: Caller, query: dict) -> Response:
+async def _put_xorb(
+    hub: HubContext, xorb_hash: str, request: Request, caller: Caller, query: dict
+) -> Response:
     _check_token(hub, request)
     if not _HASH.match(xorb_hash):
         raise BadRequest(f"Invalid xorb hash {xorb_hash!r}")
@@ -81,7 +81,7 @@ def _store_xorb(storage: Storage, xorb_hash: str, body: bytes) -> bool:
     return True
 
 
-async def _put_shard(hub: HubApp, request: Request, caller: Caller, query: dict) -> Response:
+async def _put_shard(hub: HubContext, request: Request, caller: Caller, query: dict) -> Response:
     _check_token(hub, request)
     body = await read_body(request, hub.limits.max_shard_bytes)
     await run_in_threadpool(_ingest_shard, hub.storage, body, hub.limits.max_upload_bytes)

@@ -32,16 +32,19 @@ def publish(
 @world_app.command()
 def train(
     out: Annotated[
-        Path, typer.Option("--out", help="Where to write shapes-judge/ and tiny-sd-shapes/{vae,unet}/.")
+        Path,
+        typer.Option(
+            "--out", file_okay=False, help="Where to write shapes-judge/ and tiny-sd-shapes/{vae,unet}/."
+        ),
     ] = Path("world-weights"),
     judge_steps: Annotated[
-        int | None, typer.Option(help="Judge training steps (default: the shipped recipe).")
+        int | None, typer.Option(min=1, help="Judge training steps (default: the shipped recipe).")
     ] = None,
     vae_steps: Annotated[
-        int | None, typer.Option(help="VAE training steps (default: the shipped recipe).")
+        int | None, typer.Option(min=1, help="VAE training steps (default: the shipped recipe).")
     ] = None,
     unet_steps: Annotated[
-        int | None, typer.Option(help="UNet training steps (default: the shipped recipe).")
+        int | None, typer.Option(min=1, help="UNet training steps (default: the shipped recipe).")
     ] = None,
 ) -> None:
     """Retrain the judge (~4 min) and the base model's VAE and UNet (~40 min on 2 free cores) from scratch."""
