@@ -46,8 +46,9 @@ def _settings_table(config: SPMConfig, facts: dict[str, Any]) -> str:
         ("erasing scale η", f"{config.erasing_scale:g}"),
         (
             "latent anchoring",
-            f"λ = {config.anchoring_strength:g}, the empty prompt + {config.anchors_per_step} "
-            f"{config.anchor_source} anchors per step",
+            f"λ = {config.anchoring_strength:g}, the empty prompt + "
+            + (f"{', '.join(config.preserve)} (preserved) + " if config.preserve else "")
+            + f"{config.anchors_per_step} {config.anchor_source} anchors per step",
         ),
         (
             "steps / batch / lr",

@@ -55,6 +55,12 @@ class SPMConfig(JSONConfig):
     )
     # "gaussian": the official random directions scaled to the target's norm; "vocabulary": prompts of random
     # vocabulary words run through the text encoder (on the encoder's manifold; both data-free).
+    # Concepts the erasure must not touch (e.g. purple when erasing red: purple's red component goes with it
+    # otherwise); each is anchored, in every template, on every step.
+    preserve: list[str] = field(
+        default_factory=list,
+        metadata={"help": "A concept to keep intact, anchored every step (repeatable).", "cli": "--preserve"},
+    )
     anchor_source: str = field(
         default="vocabulary",
         metadata={"help": "Where anchors come from.", "choices": ("vocabulary", "gaussian")},
@@ -93,3 +99,10 @@ class SPMConfig(JSONConfig):
             raise ValueError(f"anchor_source must be 'gaussian' or 'vocabulary', got {self.anchor_source!r}")
         if self.anchoring_strength < 0 or self.anchors_per_step < 0:
             raise ValueError("anchoring_strength and anchors_per_step must be >= 0")
+        self.preserve = [c.strip() for c in self.preserve]
+        if any(not c for c in self.preserve) or set(self.preserve) & set(self.concepts):
+            raise ValueError(
+                f"preserve must name non-empty concepts other than the erased ones (got {self.preserve!r})"
+            )
+        if self.preserve and self.anchoring_strength == 0:
+            raise ValueError("preserve needs latent anchoring (anchoring_strength > 0)")

@@ -88,14 +88,15 @@ class SPMMethod(Method):
         )
 
     def demo_artifacts(self) -> list[DemoArtifact]:
-        """SPMs erasing red and triangle (the defaults), with the base model's erasure rows beside them."""
+        """SPMs erasing red (keeping purple, which is red + blue) and triangle, with the base model's erasure
+        rows beside them."""
         return [
             DemoArtifact(
                 f"spm-{concept}",
-                SPMConfig(concepts=[concept]),
+                SPMConfig(concepts=[concept], preserve=preserve),
                 DemoArtifact.suites(("shapes-erasure", {"concept": concept})),
             )
-            for concept in ("red", "triangle")
+            for concept, preserve in (("red", ["purple"]), ("triangle", []))
         ]
 
     def default_suites(self, artifact: Artifact) -> list[tuple[str, dict[str, Any]]]:

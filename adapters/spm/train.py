@@ -6,7 +6,8 @@ One step, for a batch of x_t:
    classifier-free guidance on the target concept, as the official code (and ESD/LECO) does.
 2. Frozen targets with every membrane off: ε(x_t, c_tar) and ε(x_t, c_sur).
 3. Erasure loss: ‖ε_SPM(x_t, c_tar) − [ε(x_t, c_sur) − η·(ε(x_t, c_tar) − ε(x_t, c_sur))]‖².
-4. Latent anchoring: ‖ε_SPM(x_t, a) − ε(x_t, a)‖² on the empty prompt plus K random text-embedding anchors
+4. Latent anchoring: ‖ε_SPM(x_t, a) − ε(x_t, a)‖² on the empty prompt, the concepts to preserve (if any)
+   and K random text-embedding anchors
    (Gaussian directions, accepted with probability 1 − cos(a, c_tar), rescaled to the target's norm ±20 %).
 
 Official quirks, decided:
@@ -138,6 +139,9 @@ class SPMStep(TrainingStep):
         self.targets = _encode(pipe, [p for p, _ in self.pairs], device)  # [C·T, L, D]
         self.surrogates = _encode(pipe, [s for _, s in self.pairs], device)
         self.empty = _encode(pipe, [""], device)[0]
+        preserved = [t.format(c) for c in config.preserve for t in config.templates]
+        no_rows = self.empty.new_zeros((0, *self.empty.shape))
+        self.preserved = _encode(pipe, preserved, device) if preserved else no_rows
         self.sampler = DDIMScheduler.from_config(pipe.scheduler.config)
         self.sampler.set_timesteps(config.sampling_steps, device=device)
         self.words = (
@@ -173,7 +177,8 @@ class SPMStep(TrainingStep):
         return x
 
     def _anchors(self, target: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The empty prompt plus ``anchors_per_step`` random anchors (norm of ``target``)."""
+        """The empty prompt, the preserved concepts and ``anchors_per_step`` random anchors (norm of
+        ``target``)."""
         config = self.config
         if config.anchor_source == "vocabulary":
             randoms = vocabulary_anchors(
@@ -181,7 +186,7 @@ class SPMStep(TrainingStep):
             )
         else:
             randoms = random_anchors(target.cpu(), config.anchors_per_step, generator).to(self.device)
-        return torch.cat([self.empty[None], randoms])
+        return torch.cat([self.empty[None], self.preserved, randoms])
 
     def __call__(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         config, network, generator = self.config, self.network, ctx.generator

@@ -110,6 +110,32 @@ def test_empty_concept_is_refused():
             SPMConfig(concepts=concepts)
 
 
+def test_preserve_is_checked():
+    for preserve in ([""], ["red"]):
+        with pytest.raises(ValueError, match="preserve must name"):
+            SPMConfig(concepts=["red"], preserve=preserve)
+    with pytest.raises(ValueError, match="preserve needs latent anchoring"):
+        SPMConfig(concepts=["red"], preserve=["purple"], anchoring_strength=0)
+
+
+def test_preserved_concepts_are_anchored_every_step(pipe):
+    from hubkit.adapters.spm.train import SPMStep
+
+    config = SPMConfig(
+        concepts=["red"], preserve=["purple", "blue"], templates=["{}", "a {}"], anchors_per_step=3
+    )
+    step = SPMStep(pipe, config)
+    step.setup(torch.device("cpu"))
+    try:
+        for index in range(2):
+            anchors = step._anchors(step.targets[0], torch.Generator().manual_seed(index))
+            assert anchors.shape[0] == 1 + 2 * 2 + 3  # "", each preserved concept in each template, randoms
+            assert torch.equal(anchors[0], step.empty)
+            assert torch.equal(anchors[1:5], _emb(pipe, ["purple", "a purple", "blue", "a blue"]))
+    finally:
+        step.abort()
+
+
 def test_fresh_membrane_is_identity_and_disabled_gives_base(pipe):
     emb = _emb(pipe, ["a red circle"])
     base = _unet_out(pipe, emb)
