@@ -37,6 +37,14 @@ if _WORKERS > 1:
 USERS = {"alice": "alice-secret-token", "bob": "bob-secret-token"}
 
 
+def package_folders() -> dict[str, str]:
+    """Repo folder -> import name it ships as, from pyproject.toml's [tool.setuptools.package-dir]."""
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    return {folder: package for package, folder in pyproject["tool"]["setuptools"]["package-dir"].items()}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -209,6 +217,7 @@ def running_space(tmp: Path, env: dict[str, str], space: str) -> Iterator[tuple[
 
 
 def stop_space(proc: subprocess.Popen) -> None:
+    """Stop a background server process (a Space, a Hub): terminate, then kill after 10 s."""
     if proc.poll() is None:
         proc.terminate()
         try:

@@ -22,18 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import free_port, package_folders, stop_space
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-# Folder in the repo -> folder in the wheel (pyproject.toml, [tool.setuptools.package-dir]).
-FOLDERS = {
-    "hubkit": "hubkit",
-    "adapters": "hubkit/adapters",
-    "pipelines": "hubkit/pipelines",
-    "model_cards": "hubkit/model_cards",
-}
+# Folder in the repo -> folder in the wheel.
+FOLDERS = {folder: package.replace(".", "/") for folder, package in package_folders().items()}
 USER, TOKEN = "alice", "alice-wheel-test-token"
 
 
@@ -266,12 +261,7 @@ def test_the_installed_wheel_serves_publishes_and_imports_every_module(installed
         files = HfApi(endpoint=url, token=TOKEN).list_repo_files(f"{USER}/tiny-sd-shapes")
         assert {"model_index.json", "unet/diffusion_pytorch_model.safetensors", "README.md"} <= set(files)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_space(proc)
 
     probe = subprocess.run(
         [installed.python, "-c", PROBE],

@@ -17,15 +17,10 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from conftest import package_folders
 
 ROOT = Path(__file__).resolve().parents[2]
-# Folders and the import names they map to (pyproject.toml, [tool.setuptools.package-dir]).
-FOLDERS = {
-    "hubkit": "hubkit",
-    "adapters": "hubkit.adapters",
-    "pipelines": "hubkit.pipelines",
-    "model_cards": "hubkit.model_cards",
-}
+FOLDERS = package_folders()  # folder -> the import name it ships as
 
 
 @dataclass(frozen=True)
