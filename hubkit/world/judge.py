@@ -2,9 +2,10 @@
 
 It scores generated images (does the picture show the shape, colour, background and size the prompt asked
 for?) and gives the penultimate features used for Fréchet distances. It is trained on every (shape,
-colour) pair, held-out pairs included (it is a judge, not the generator), on freshly rendered images with
-mild augmentation (blur, noise, colour jitter, one-pixel shifts) so that slightly blurry samples with
-imperfect colours are still read correctly.
+colour) pair of the world (split ``world``): held-out pairs and the novel shapes the base model never saw
+included (it is a judge, not the generator), on freshly rendered images with mild augmentation (blur,
+noise, colour jitter, one-pixel shifts) so that slightly blurry samples with imperfect colours are still
+read correctly.
 
 >>> from hubkit.world.judge import load_judge
 >>> judge = load_judge()
@@ -31,11 +32,13 @@ from huggingface_hub import constants as hf_constants
 from PIL import Image
 from torch import nn
 
-from hubkit.world.shapes import ATTRIBUTES, render_batch, sample_specs
+from hubkit.world.shapes import ATTRIBUTES, NOVEL_SHAPES, render_batch, sample_specs
 
 __all__ = [
     "EVAL_SEED",
     "JUDGE_REPO_ID",
+    "NOVEL_PREFIX",
+    "TRAIN_STEPS",
     "WEIGHTS_DIR",
     "ShapesJudge",
     "evaluate_judge",
@@ -50,6 +53,10 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "shapes-judge"
 EVAL_SEED = 12345
 """Default seed of :func:`evaluate_judge`; training batches use seeds ≥ 10**7 (see :func:`train_seed`)."""
 _TRAIN_SEED_STRIDE = 10**7
+TRAIN_STEPS = 1500
+"""Training steps of the shipped recipe (:func:`train_judge`, :func:`build_judge`)."""
+NOVEL_PREFIX = "novel/"
+"""Prefix of :func:`evaluate_judge`'s accuracies on images of the novel shapes (``"novel/shape"``...)."""
 
 ImageInput = np.ndarray | torch.Tensor | Image.Image | Sequence[Image.Image] | Sequence[np.ndarray]
 
@@ -343,7 +350,7 @@ def _images(specs: Sequence[Any], size: int) -> torch.Tensor:
 
 
 def train_judge(
-    steps: int = 1500,
+    steps: int = TRAIN_STEPS,
     batch_size: int = 64,
     seed: int = 0,
     progress: bool = True,
@@ -352,9 +359,10 @@ def train_judge(
     weight_decay: float = 1e-4,
     judge: ShapesJudge | None = None,
 ) -> ShapesJudge:
-    """Train a judge on freshly rendered images: every step draws ``batch_size`` new specs of all pairs.
+    """Train a judge on freshly rendered images: every step draws ``batch_size`` new specs of every pair of
+    the world, novel shapes included.
 
-    Step ``i`` uses ``sample_specs(batch_size, train_seed(seed, i), split="all")``, augmented
+    Step ``i`` uses ``sample_specs(batch_size, train_seed(seed, i), split="world")``, augmented
     (:func:`augment`); AdamW with a short warm-up and a cosine decay, the summed cross-entropy of the
     heads. Deterministic given ``seed`` (and the torch thread count). Returns the judge in eval mode.
     """
@@ -377,7 +385,7 @@ def train_judge(
 
     bar = tqdm(range(steps), desc="judge", disable=not progress, dynamic_ncols=True)
     for step in bar:
-        specs = sample_specs(batch_size, train_seed(seed, step), split="all")
+        specs = sample_specs(batch_size, train_seed(seed, step), split="world")
         x = augment(_images(specs, judge.image_size), generator)
         targets = _targets(specs, judge.attributes)
         logits = judge(x)
@@ -392,10 +400,24 @@ def train_judge(
     return judge
 
 
-def evaluate_judge(judge: ShapesJudge, n: int = 2000, seed: int = EVAL_SEED) -> dict[str, float]:
-    """Accuracy per attribute on ``n`` freshly rendered clean images of all pairs (``sample_specs(n, seed,
-    "all")``; keep ``seed`` below 10**7 to stay disjoint from training)."""
-    specs = sample_specs(n, seed, split="all")
+def evaluate_judge(
+    judge: ShapesJudge, n: int = 2000, seed: int = EVAL_SEED, *, novel: bool = True
+) -> dict[str, float]:
+    """Accuracy per attribute on ``n`` freshly rendered clean images of the base model's world, and (if
+    ``novel``) on ``n`` more of the novel shapes in every colour.
+
+    The world's images are ``sample_specs(n, seed, "all")``, keyed by attribute (``"shape"``...); the novel
+    ones ``sample_specs(n, seed, "novel")``, keyed ``"novel/shape"``... (:data:`NOVEL_PREFIX`). Keep
+    ``seed`` below 10**7 to stay disjoint from training.
+    """
+    accuracy = _accuracy(judge, sample_specs(n, seed, split="all"))
+    if novel and NOVEL_SHAPES:
+        novel_accuracy = _accuracy(judge, sample_specs(n, seed, split="novel"))
+        accuracy.update({NOVEL_PREFIX + name: value for name, value in novel_accuracy.items()})
+    return accuracy
+
+
+def _accuracy(judge: ShapesJudge, specs: Sequence[Any]) -> dict[str, float]:
     predicted = judge.predict(render_batch(specs, judge.image_size))
     return {
         name: float(np.mean([p == getattr(s, name) for p, s in zip(predicted[name], specs, strict=True)]))
@@ -432,7 +454,7 @@ from hubkit.world.judge import ShapesJudge
 
 judge = ShapesJudge.from_pretrained("{repo_id}")
 # images: uint8 numpy (N, H, W, 3), a list of PIL images, or a float tensor (N, 3, H, W) in [0, 1]
-judge.predict(images)   # {{"shape": ["circle", ...], "colour": [...], "background": [...], "size": [...]}}
+judge.predict(images)  # {{"shape": ["circle", ...], "colour": [...], "background": [...], "size": [...]}}
 judge.features(images)  # (N, {feature_dim}) penultimate features, for Fréchet distances"""
 
 
@@ -447,18 +469,26 @@ def judge_card(
 
     ``accuracy`` (attribute → accuracy on ``n`` fresh images, as :func:`evaluate_judge` returns) becomes
     ``model-index``: one ``EvalResult`` per attribute (task image-classification, dataset hubkit/shapes,
-    metric accuracy, the attribute as the split name).
+    metric accuracy, the attribute as the split name; ``novel/<attribute>`` for the novel shapes' images).
     """
     from hubkit.cards import render_card
 
     config = dict(config or {})
     attributes = config.get("attributes") or _default_attributes()
+
+    novel = ", ".join(NOVEL_SHAPES)
+
+    def images(name: str) -> str:
+        if name.startswith(NOVEL_PREFIX):
+            return f"shapes, {novel} ({n} fresh images, {name.removeprefix(NOVEL_PREFIX)})"
+        return f"shapes ({n} fresh images, {name})"
+
     eval_results = [
         EvalResult(
             task_type="image-classification",
             task_name="Image classification",
             dataset_type="hubkit/shapes",
-            dataset_name=f"shapes ({n} fresh images, {name})",
+            dataset_name=images(name),
             dataset_split=name,
             metric_type="accuracy",
             metric_name=f"{name} accuracy",
@@ -471,25 +501,38 @@ def judge_card(
         "Attributes": "| attribute | classes |\n|---|---|\n" + vocab,
         "Training": (
             "Trained from scratch by `hubkit.world.judge.train_judge` on freshly rendered `shapes` images of "
-            "every (shape, colour) pair, held-out pairs included: it is a judge, not the generator. Mild "
+            "every (shape, colour) pair of the world (split `world`), held-out pairs and the novel shapes "
+            f"the base model never saw ({novel}) included: it is a judge, not the generator. Mild "
             "augmentation (Gaussian blur, noise, a few % of colour jitter, one-pixel shifts) keeps it "
-            "reliable on slightly blurry generated samples. AdamW, cosine schedule; fp32 safetensors."
+            "reliable on slightly blurry generated samples. AdamW, cosine schedule; fp32 safetensors. The "
+            f"shipped weights: `hubkit.world.judge.build_judge()`, {TRAIN_STEPS} steps of 64 images, seed 0, "
+            "two torch threads (the run is deterministic given the thread count)."
         ),
     }
     if accuracy:
-        sections["Accuracy"] = (
-            f"On {n} freshly generated images (`evaluate_judge`, a seed disjoint from training): "
-            + ", ".join(f"{name} {float(value):.2%}" for name, value in accuracy.items())
-            + "."
-        )
+        world = {k: v for k, v in accuracy.items() if not k.startswith(NOVEL_PREFIX)}
+        novel_accuracy = {
+            k.removeprefix(NOVEL_PREFIX): v for k, v in accuracy.items() if k.startswith(NOVEL_PREFIX)
+        }
+
+        def listed(values: Mapping[str, float]) -> str:
+            return ", ".join(f"{name} {float(value):.2%}" for name, value in values.items())
+
+        text = f"On {n} freshly generated images (`evaluate_judge`, a seed disjoint from training)"
+        if world:
+            text += f" of the base model's shapes: {listed(world)}"
+        if novel_accuracy:
+            text += ("; " if world else " ") + f"of the novel shapes ({novel}): {listed(novel_accuracy)}"
+        sections["Accuracy"] = text + "."
     return render_card(  # type: ignore[return-value]
         "pipeline",
         repo_id=repo_id,
         title=repo_id.rsplit("/", 1)[-1],
         description=(
             "A small CNN that reads each attribute of a `shapes` image (shape, colour, background, size) "
-            "with one classification head per attribute. hubkit uses it to score generated images "
-            "(does the image show what the prompt asked for?) and its penultimate features for Fréchet "
+            f"with one classification head per attribute, novel shapes ({novel}) included. hubkit uses it "
+            "to score generated images (does the image show what the prompt asked for?) and its "
+            "penultimate features for Fréchet "
             "distances. A `PyTorchModelHubMixin` model: `config.json` holds its constructor arguments, "
             "attribute vocabularies included."
         ),
@@ -510,7 +553,7 @@ def judge_card(
 
 
 def build_judge(
-    steps: int = 1500, batch_size: int = 64, seed: int = 0, out: str | os.PathLike[str] = WEIGHTS_DIR
+    steps: int = TRAIN_STEPS, batch_size: int = 64, seed: int = 0, out: str | os.PathLike[str] = WEIGHTS_DIR
 ) -> dict[str, float]:
     """Train, evaluate and save the shipped judge (weights, config.json and its card) into ``out``."""
     start = time.perf_counter()

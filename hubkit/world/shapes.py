@@ -3,6 +3,11 @@
 Every image is a pure function of its attributes and a jitter seed, so datasets, judges and tests can be
 regenerated bit for bit anywhere. A fixed list of (shape, colour) pairs is held out of training to measure
 compositional generalization.
+
+Beyond the base model's world (:data:`SHAPES`) the world knows novel shapes (:data:`NOVEL_SHAPES`, the
+heart) that the shipped base model never saw: fine-tuning methods teach them from images in
+:data:`NOVEL_TRAINED_COLOURS` and are tested on every colour (:func:`novel_pairs`, splits ``novel*``). The
+judge reads every shape, novel ones included (split ``world``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
+"""The shapes the base model was trained on (``hubkit/world/train.py`` draws split ``train``)."""
+NOVEL_SHAPES = ("heart",)
+"""Shapes the shipped base model never saw, for fine-tuning methods to teach; the judge reads them."""
 COLOURS = {
     "red": (220, 30, 30),
     "green": (30, 170, 50),
@@ -28,7 +36,16 @@ COLOURS = {
 }
 BACKGROUNDS = {"white": (245, 245, 245), "black": (15, 15, 15), "gray": (128, 128, 128)}
 SIZES = ("small", "large")
-ATTRIBUTES = {"shape": SHAPES, "colour": tuple(COLOURS), "background": tuple(BACKGROUNDS), "size": SIZES}
+ATTRIBUTES = {
+    "shape": SHAPES + NOVEL_SHAPES,  # novel shapes last: the base shapes keep their label ids
+    "colour": tuple(COLOURS),
+    "background": tuple(BACKGROUNDS),
+    "size": SIZES,
+}
+# A fine-tune sees a novel shape in half of the colours and is tested on all of them: the other half
+# measures whether the new shape composes with colours it was never shown in.
+NOVEL_TRAINED_COLOURS = ("red", "green", "blue", "yellow")
+NOVEL_UNSEEN_COLOURS = tuple(c for c in COLOURS if c not in NOVEL_TRAINED_COLOURS)
 
 # Words the captions never use, meaning one attribute value: probes of what the text encoder carries over
 # (paraphrase suites, erasure leakage). Three per value, most common sense first.
@@ -50,6 +67,7 @@ SYNONYMS = {
         "diamond": ("rhombus", "lozenge", "kite"),
         "cross": ("plus sign", "plus", "crucifix"),
         "ring": ("donut", "hoop", "loop"),
+        "heart": ("valentine", "cardioid", "love symbol"),
     },
 }
 
@@ -100,7 +118,17 @@ class ShapeSpec:
 
 
 def trained_pairs() -> list[tuple[str, str]]:
+    """The (shape, colour) pairs the base model was trained on."""
     return [(s, c) for s in SHAPES for c in COLOURS if (s, c) not in HELD_OUT_PAIRS]
+
+
+def novel_pairs(colours: str = "all") -> list[tuple[str, str]]:
+    """(novel shape, colour) pairs: ``all`` colours, the ``trained`` ones (what a fine-tune sees) or the
+    ``unseen`` ones (only for testing)."""
+    chosen = {"all": tuple(COLOURS), "trained": NOVEL_TRAINED_COLOURS, "unseen": NOVEL_UNSEEN_COLOURS}
+    if colours not in chosen:
+        raise ValueError(f"colours must be {', '.join(chosen)}, not {colours!r}")
+    return [(s, c) for s in NOVEL_SHAPES for c in chosen[colours]]
 
 
 def render(spec: ShapeSpec, size: int = 32, supersample: int = 4) -> Image.Image:
@@ -146,20 +174,47 @@ def _draw_shape(
         w = 0.33 * r
         draw.rectangle((cx - r, cy - w, cx + r, cy + w), fill=fill)
         draw.rectangle((cx - w, cy - r, cx + w, cy + r), fill=fill)
+    elif shape == "heart":
+        # Two round lobes on top, a point at the bottom: drawn from shapes the autoencoder already
+        # reproduces (discs, straight edges), so a fine-tune of the UNet alone can learn to draw it.
+        lobe = 0.5 * r
+        for x in (cx - lobe, cx + lobe):
+            draw.ellipse((x - lobe, cy - 0.7 * r, x + lobe, cy - 0.7 * r + 2 * lobe), fill=fill)
+        point = [(cx - 0.97 * r, cy - 0.15 * r), (cx + 0.97 * r, cy - 0.15 * r), (cx, cy + r)]
+        draw.polygon(point, fill=fill)
     else:  # pragma: no cover - ShapeSpec validates names
         raise ValueError(shape)
 
 
-def sample_specs(n: int, seed: int, split: str = "train") -> list[ShapeSpec]:
-    """``n`` random specs: ``train`` never uses held-out pairs, ``heldout`` uses only them, ``all`` both."""
-    if split not in ("train", "heldout", "all"):
-        raise ValueError(f"split must be train, heldout or all, not {split!r}")
-    rng = random.Random(seed)
+SPLITS = ("train", "heldout", "all", "novel", "novel-trained", "novel-unseen", "world")
+"""Splits of :func:`sample_specs`; the first three are the base model's world (:data:`SHAPES`)."""
+
+
+def split_pairs(split: str) -> list[tuple[str, str]]:
+    """The (shape, colour) pairs a :func:`sample_specs` split draws from."""
     pairs = {
-        "train": trained_pairs(),
-        "heldout": list(HELD_OUT_PAIRS),
-        "all": [(s, c) for s in SHAPES for c in COLOURS],
-    }[split]
+        "train": trained_pairs,
+        "heldout": lambda: list(HELD_OUT_PAIRS),
+        "all": lambda: [(s, c) for s in SHAPES for c in COLOURS],
+        "novel": lambda: novel_pairs("all"),
+        "novel-trained": lambda: novel_pairs("trained"),
+        "novel-unseen": lambda: novel_pairs("unseen"),
+        "world": lambda: [(s, c) for s in ATTRIBUTES["shape"] for c in COLOURS],
+    }
+    if split not in pairs:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    return pairs[split]()
+
+
+def sample_specs(n: int, seed: int, split: str = "train") -> list[ShapeSpec]:
+    """``n`` random specs of a split's pairs (:func:`split_pairs`), background, size and jitter seed.
+
+    The base model's world: ``train`` never uses held-out pairs, ``heldout`` uses only them, ``all`` both.
+    Novel shapes: ``novel`` in every colour, ``novel-trained`` in :data:`NOVEL_TRAINED_COLOURS`,
+    ``novel-unseen`` in the others. ``world``: every shape (novel ones included) in every colour.
+    """
+    pairs = split_pairs(split)
+    rng = random.Random(seed)
     specs = []
     for _ in range(n):
         shape, colour = rng.choice(pairs)
@@ -195,7 +250,7 @@ def build_dataset(n: int = 20_000, seed: int = 0, split: str = "train", size: in
         {
             "image": ImageFeature(),
             "caption": Value("string"),
-            "shape": ClassLabel(names=list(SHAPES)),
+            "shape": ClassLabel(names=list(ATTRIBUTES["shape"])),
             "colour": ClassLabel(names=list(COLOURS)),
             "background": ClassLabel(names=list(BACKGROUNDS)),
             "size": ClassLabel(names=list(SIZES)),
