@@ -130,6 +130,33 @@ def pull(
     typer.echo(str(path))
 
 
+@app.command()
+def export(
+    source: Annotated[str, typer.Argument(help="Artifact: Hub repo id or local folder.")],
+    out: Annotated[Path, typer.Option("--out", file_okay=False, help="Folder to write the pipeline to.")],
+    merged: Annotated[
+        bool, typer.Option("--merged", help="Fuse the artifact into its base's weights (required).")
+    ] = False,
+    base: Annotated[str | None, typer.Option(help="Base pipeline (default: the card's base_model).")] = None,
+    revision: Annotated[str | None, typer.Option(help="Branch, tag or commit sha of SOURCE.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out folder.")] = False,
+    endpoint: EndpointOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Write SOURCE fused into its base model as a plain diffusers pipeline folder (stock from_pretrained)."""
+    from hubkit.cli_common import exit_on
+    from hubkit.export import export_merged
+    from hubkit.hub.endpoint import HubError
+
+    if not merged:
+        raise typer.BadParameter("only --merged exports exist: pass --merged", param_hint="--merged")
+    with exit_on(HubError, ValueError, OSError):  # MethodError / EvalError are ValueErrors
+        path = export_merged(
+            source, out, base=base, revision=revision, force=force, endpoint=endpoint, token=token
+        )
+    typer.echo(f"wrote {path} (stock DiffusionPipeline.from_pretrained loads it)")
+
+
 def _add_command_groups() -> None:
     from hubkit.cards.cli import card_app
     from hubkit.leaderboard.cli import eval_command, leaderboard_app

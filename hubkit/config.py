@@ -6,7 +6,7 @@ training code."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
 __all__ = ["JSONConfig"]
@@ -30,3 +30,50 @@ class JSONConfig:
         if unknown:
             raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
         return cls(**data)
+
+
+@dataclass
+class FineTuneConfig(JSONConfig):
+    """The data and optimisation settings every denoising fine-tune shares; a method's config adds its own
+    fields (its adapter) after these. Defaults suit the reference world (a 2-core CPU)."""
+
+    dataset: str = field(
+        default="",
+        metadata={
+            "help": "Images + captions: a Hub dataset repo or a local folder (imagefolder + metadata)."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Configuration of the dataset."})
+    split: str = field(default="train", metadata={"help": "Split of the dataset."})
+    image_column: str = field(default="image", metadata={"help": "Column holding the images."})
+    caption_column: str = field(default="caption", metadata={"help": "Column holding the captions."})
+    prior_dataset: str = field(
+        default="",
+        metadata={"help": "Images of what the model already draws, mixed into every batch ('' = none)."},
+    )
+    prior_config: str | None = field(default=None, metadata={"help": "Configuration of the prior dataset."})
+    prior_share: float = field(
+        default=0.25, metadata={"help": "Share of each batch drawn from the prior dataset (with one)."}
+    )
+    steps: int = field(default=800, metadata={"help": "Optimizer steps."})
+    batch_size: int = field(default=32, metadata={"help": "Images per step."})
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "Batches whose gradients add up before each optimizer step."}
+    )
+    lr: float = field(default=1e-3, metadata={"help": "Learning rate (AdamW, cosine schedule)."})
+    warmup_steps: int = field(default=20, metadata={"help": "Warm-up steps of the learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay of the trained tensors."})
+    resolution: int | None = field(
+        default=None, metadata={"help": "Pixels; default: the base pipeline's native size."}
+    )
+    seed: int = field(default=0, metadata={"help": "Random seed."})
+
+    def __post_init__(self) -> None:
+        if not self.dataset.strip():
+            raise ValueError("fine-tuning needs a dataset of images and captions (--dataset)")
+        if not 0 <= self.prior_share < 1:
+            raise ValueError(f"prior_share must be in [0, 1), got {self.prior_share}")
+        if self.steps < 1 or self.batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError("steps, batch_size and gradient_accumulation_steps must be >= 1")
+        if self.lr < 0 or self.weight_decay < 0:
+            raise ValueError("lr and weight_decay must be >= 0")

@@ -106,7 +106,11 @@ def publish_demo_artifacts(hub, retrain: bool = False) -> None:
 
     api = HfApi(endpoint=hub.url, token=os.environ["HF_TOKEN"])
     baselines: list[tuple[str, dict[str, str]]] = []
+    # HUBKIT_DEMO_METHODS=spm,lcm-lora limits the demo to those methods (a test's shorter run); default all.
+    only = {m.strip() for m in os.environ.get("HUBKIT_DEMO_METHODS", "").split(",") if m.strip()}
     for cls in available_methods().values():
+        if only and cls.name not in only:
+            continue
         method = cls()
         demos = method.demo_artifacts()
         if not demos:

@@ -172,6 +172,14 @@ class Method:
         """Call settings the artifact needs (e.g. guidance 1.0 for a distilled LoRA); none by default."""
         return {}
 
+    def merged(self, artifact: Artifact, base: Any) -> Any:
+        """``base`` with the artifact fused into its weights: a plain diffusers pipeline that ``hubkit export
+        --merged`` saves and stock ``from_pretrained`` loads. Methods whose effect is not a weight update
+        (per-prompt switching, another scheduler...) refuse."""
+        raise MethodError(
+            f"{artifact.source} is a {self.name} artifact: it cannot be merged into a plain pipeline"
+        )
+
     # -- evaluating ----------------------------------------------------------------------------------
     def default_suites(self, artifact: Artifact) -> list[tuple[str, dict[str, Any]]]:
         """The leaderboard's suites for this artifact, as ``(suite name, parameters)``."""
@@ -273,6 +281,13 @@ class DiffusersLora(Method):
                 f"{artifact.source} does not fit the base model {artifact.base_model or ''}: {err}"
             ) from err
         return base
+
+    def merged(self, artifact: Artifact, base: Any) -> Any:
+        """The LoRA fused into the base weights (``fuse_lora``), its adapter layers then removed."""
+        pipe = self.load(artifact, base)
+        pipe.fuse_lora()
+        pipe.unload_lora_weights()
+        return pipe
 
 
 @cache

@@ -80,6 +80,8 @@ class TrainingJob:
     pipe: Any
     repo_id: str | None
     loop: dict[str, Any]
+    endpoint: str | None = None  # where the base came from: a method pulls its data from the same Hub
+    token: str | None = None
 
     @staticmethod
     def facts(
@@ -138,7 +140,7 @@ def start_training(
         base, out, pipe=pipe, force=force, resume=resume, endpoint=endpoint, token=token, error=error
     )
     loop = {"progress": progress, "out": out, "resume": resume, "checkpoint_every": checkpoint_every}
-    return TrainingJob(method, base, config, out, pipe, repo_id, loop)
+    return TrainingJob(method, base, config, out, pipe, repo_id, loop, endpoint, token)
 
 
 def write_trained_folder(

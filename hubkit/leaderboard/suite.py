@@ -248,7 +248,10 @@ def _pairs(kind: str) -> list[tuple[str, str]]:
         return list(shapes.HELD_OUT_PAIRS)
     if kind == "all":
         return [(s, c) for s in shapes.SHAPES for c in shapes.COLOURS]
-    raise SuiteError(f"pairs must be trained, held_out or all, not {kind!r}")
+    if kind in shapes.SPLITS:  # the world's other splits: novel shapes in the trained / unseen colours...
+        return shapes.split_pairs(kind)
+    splits = ", ".join(shapes.SPLITS)
+    raise SuiteError(f"pairs must be trained, held_out, all or a world split ({splits}), not {kind!r}")
 
 
 def _select(pairs: list[tuple[str, str]], mode: str | None, context: dict[str, Any]) -> list[tuple[str, str]]:

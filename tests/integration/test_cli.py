@@ -140,6 +140,9 @@ def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
         "HF_TOKEN": "",
         # Smoke-run training where a method ships no demo artifact (the shipped ones are published as is).
         "HUBKIT_DEMO_STEPS": "3",
+        # Two methods exercise the generic flow (SaRA's artifacts are tested end to end in test_sara_hub):
+        # every method's artifacts evaluated on one core would add minutes to `make test`.
+        "HUBKIT_DEMO_METHODS": "spm,lcm-lora",
     }
     env = {k: v for k, v in {**os.environ, **env}.items() if v != ""}
     run = {"capture_output": True, "text": True, "env": env, "timeout": 1500, "cwd": tmp_path}

@@ -11,6 +11,7 @@ from hubkit.world import shapes
 
 # Changing what a suite generates or computes must bump its version: update the pin with the bump.
 PINNED = {
+    "shapes-acquisition": (1, "sha256:fb86f89f578ff741cc68c61d00636736e8e6b193425725a78a140859f9f0fc97"),
     "shapes-erasure_concept-red": (
         1,
         "sha256:b526cc9e6ea783142eb1020a44aaec744e51d4d4cfc6e51a0a5d69da5d63edfb",
@@ -211,3 +212,15 @@ def test_plots_are_not_part_of_the_digest(tmp_path) -> None:
 def test_bad_plot_declarations_are_named(tmp_path, plots, message: str) -> None:
     with pytest.raises(SuiteError, match="^suite t[,:] " + message):
         _tiny_suite(tmp_path, plots=plots)
+
+
+def test_novel_shape_groups_draw_the_world_splits() -> None:
+    """The acquisition suite asks for the novel shape in the colours a fine-tune saw and in the others."""
+    suite = load_suite("shapes-acquisition")
+    pairs = {
+        g: {(p.labels["shape"], p.labels["colour"]) for p in prompts} for g, prompts in suite.groups.items()
+    }
+    assert pairs["novel_trained"] == set(shapes.novel_pairs("trained"))
+    assert pairs["novel_unseen"] == set(shapes.novel_pairs("unseen"))
+    assert pairs["trained"] == set(shapes.trained_pairs())
+    assert suite.n_images == 16 * 8 + 4 * 43
