@@ -131,9 +131,6 @@ class SaraLayer(nn.Module, BaseTunerLayer):
         self.set_adapter(self.active_adapters)
 
     # -- the delta ---------------------------------------------------------------------------------------
-    def delta_values(self, adapter_name: str) -> torch.Tensor:
-        return self.sara_delta[adapter_name]
-
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
         """The dense update ``ΔW`` (zeros outside the selected entries), shaped like the base weight."""
         weight = self.get_base_layer().weight
