@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
-__all__ = ["JSONConfig"]
+__all__ = ["FineTuneConfig", "JSONConfig", "LayerFineTuneConfig"]
 
 C = TypeVar("C", bound="JSONConfig")
 
@@ -77,3 +77,30 @@ class FineTuneConfig(JSONConfig):
             raise ValueError("steps, batch_size and gradient_accumulation_steps must be >= 1")
         if self.lr < 0 or self.weight_decay < 0:
             raise ValueError("lr and weight_decay must be >= 0")
+
+
+LAYER_TYPES = ("linear", "conv")
+
+
+@dataclass
+class LayerFineTuneConfig(FineTuneConfig):
+    """A fine-tune that adapts chosen layers of the UNet: every Linear and (ungrouped) Conv2d of
+    ``layer_types``, or only ``target_modules`` (:func:`hubkit.finetune.adaptable_layers` picks them)."""
+
+    layer_types: list[str] = field(
+        default_factory=lambda: list(LAYER_TYPES),
+        metadata={"help": "Layer types to adapt (repeatable).", "cli": "--layer-type"},
+    )
+    target_modules: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Only these module paths (suffix match; repeatable; default all).",
+            "cli": "--target",
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = set(self.layer_types) - set(LAYER_TYPES)
+        if unknown or not self.layer_types:
+            raise ValueError(f"layer types must be 'linear' and/or 'conv', got {self.layer_types}")

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from hubkit.config import FineTuneConfig
+from hubkit.config import FineTuneConfig, LayerFineTuneConfig
 from hubkit.training import StepContext, TrainingStep
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "FineTuneConfig",
     "FineTuneError",
     "ImageCaptions",
+    "LayerFineTuneConfig",
     "check_pipeline",
     "load_fine_tune_data",
     "load_image_captions",

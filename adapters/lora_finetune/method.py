@@ -18,18 +18,9 @@ DEMO_DATASET = "hubkit/shapes"
 
 def target_paths(unet: Any, config: LoRAFineTuneConfig) -> list[str]:
     """Exact module paths of the Linear/Conv2d layers the LoRA adapts."""
-    import torch
+    from hubkit.layers import adaptable_layers
 
-    types = tuple({"linear": torch.nn.Linear, "conv": torch.nn.Conv2d}[t] for t in config.layer_types)
-    paths = []
-    for path, module in unet.named_modules():
-        if not isinstance(module, types) or (isinstance(module, torch.nn.Conv2d) and module.groups != 1):
-            continue
-        if config.target_modules and not any(
-            path == t or path.endswith(f".{t}") for t in config.target_modules
-        ):
-            continue
-        paths.append(path)
+    paths = list(adaptable_layers(unet, config.layer_types, config.target_modules or None))
     if not paths:
         raise MethodError(
             f"no {' / '.join(config.layer_types)} layer of the UNet matches {config.target_modules}"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from peft.config import PeftConfig
 
-from hubkit.config import FineTuneConfig
+from hubkit.config import LayerFineTuneConfig
 
 __all__ = ["PEFT_TYPE", "SaRAConfig", "SaraAdapterConfig", "auto_lr"]
 
@@ -53,9 +53,9 @@ def auto_lr(threshold: float) -> float:
 
 
 @dataclass
-class SaRAConfig(FineTuneConfig):
-    """Settings of one SaRA fine-tune: the data and optimisation (:class:`~hubkit.finetune.FineTuneConfig`),
-    then the sparse adapter and its regularisers.
+class SaRAConfig(LayerFineTuneConfig):
+    """Settings of one SaRA fine-tune: the data, optimisation and layers
+    (:class:`~hubkit.config.LayerFineTuneConfig`), then the sparse adapter and its regularisers.
 
     Defaults are tuned on the reference world (``tiny-sd-shapes``, a 2-core CPU) to teach a new shape in
     minutes; on Stable Diffusion start from the paper's 5000 steps at batch 4, θ = 2e-3, ``lr`` 0 (its rule).
@@ -68,17 +68,6 @@ class SaRAConfig(FineTuneConfig):
     threshold: float = field(default=2e-3, metadata={"help": "θ: entries with |W0| < θ are trained."})
     budget: int = field(
         default=0, metadata={"help": "Trainable entries wanted; > 0 picks θ to select that many."}
-    )
-    layer_types: list[str] = field(
-        default_factory=lambda: ["linear", "conv"],
-        metadata={"help": "Layer types to adapt (repeatable).", "cli": "--layer-type"},
-    )
-    target_modules: list[str] = field(
-        default_factory=list,
-        metadata={
-            "help": "Only these module paths (suffix match; repeatable; default all).",
-            "cli": "--target",
-        },
     )
     lambda_rank: float = field(
         default=1e-4, metadata={"help": "Weight of the nuclear-norm penalty on the update; 0 = off."}
@@ -112,9 +101,6 @@ class SaRAConfig(FineTuneConfig):
             )
         if self.lambda_rank < 0 or self.rank_layers < 0 or self.rank_min_dim < 1:
             raise ValueError("lambda_rank and rank_layers must be >= 0, rank_min_dim >= 1")
-        unknown = set(self.layer_types) - {"linear", "conv"}
-        if unknown or not self.layer_types:
-            raise ValueError(f"layer types must be 'linear' and/or 'conv', got {self.layer_types}")
 
     @property
     def learning_rate(self) -> float:

@@ -8,13 +8,14 @@ layers: the nuclear-norm penalty on the update (:func:`nuclear_norm`), progressi
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import ClassVar
 
 import torch
-from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
+from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
+
+from hubkit.layers import adaptable_layers, matches_modules
 
 from .config import SaraAdapterConfig
 from .layer import SUPPORTED_LAYERS, SaraLayer
@@ -36,34 +37,9 @@ class SaraError(ValueError):
     """A SaRA adapter cannot be built, trained or loaded here (bad selection, wrong base, corrupt file...)."""
 
 
-_TYPES = {"linear": nn.Linear, "conv": nn.Conv2d}
-
-
-def _matches(patterns: list[str] | str | None, path: str) -> bool:
-    if patterns is None:
-        return True
-    if isinstance(patterns, str):
-        return re.fullmatch(patterns, path) is not None
-    return any(path == p or path.endswith(f".{p}") for p in patterns)
-
-
 def candidate_layers(model: nn.Module, config: SaraAdapterConfig) -> dict[str, nn.Module]:
-    """Module path → base Linear/Conv2d that ``config`` targets (layers a tuner already wraps count by
-    their base layer)."""
-    types = tuple(_TYPES[t] for t in config.layer_types)
-    found: dict[str, nn.Module] = {}
-    for path, module in model.named_modules():
-        if isinstance(module, BaseTunerLayer) or not isinstance(module, types):
-            continue
-        if isinstance(module, nn.Conv2d) and module.groups != 1:
-            continue  # grouped convs: rare in UNets, and their weight layout differs
-        if path.endswith(".base_layer"):
-            continue
-        if _matches(config.target_modules, path) and not (
-            config.exclude_modules is not None and _matches(config.exclude_modules, path)
-        ):
-            found[path] = module
-    return found
+    """Module path → base Linear/Conv2d that ``config`` targets."""
+    return adaptable_layers(model, config.layer_types, config.target_modules, config.exclude_modules)
 
 
 def threshold_for_budget(weights: list[torch.Tensor], budget: int) -> float:
@@ -158,7 +134,7 @@ class SaraModel(BaseTuner):
 
     @staticmethod
     def _check_target_module_exists(config: SaraAdapterConfig, key: str) -> bool:
-        return _matches(config.target_modules, key)
+        return matches_modules(config.target_modules, key)
 
     def _create_and_replace(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +122,34 @@ def pull(
     except HfHubHTTPError as err:
         raise _explain(err, repo_id, hub, "pull") from err
     return Path(path)
+
+
+def local_or_snapshot(
+    source: str | os.PathLike[str],
+    allow_patterns: Sequence[str],
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    error: type[Exception] = HubError,
+) -> Path:
+    """``source`` itself when it exists here, else a snapshot of the Hub repo ``source`` (only
+    ``allow_patterns``) from ``HF_ENDPOINT``, as diffusers' own loaders read it; failures raise ``error`` with
+    one sentence (a path that looks local is never sent to the Hub)."""
+    path = Path(source)
+    if path.exists():
+        return path
+    if os.path.isabs(str(source)) or str(source).startswith("."):
+        raise error(f"{source}: no such file or folder")
+    try:
+        return Path(
+            snapshot_download(
+                str(source), revision=revision, token=token, allow_patterns=list(allow_patterns)
+            )
+        )
+    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
+        raise error(f"{source}: no such repo or revision on the Hub ({type(err).__name__})") from err
+    except HfHubHTTPError as err:
+        raise error(f"{source}: the Hub refused the download: {err}") from err
 
 
 def pull_pipeline(source: str, *, endpoint: str | None = None, token: str | None = None) -> Any:

@@ -9,38 +9,15 @@ the documented path; artifacts published with their merged UNet also load with s
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 from hubkit.adapters.sara.model import SaraError, inject_sara
 from hubkit.adapters.sara.serialization import CONFIG_NAME, HUBKIT_JSON, WEIGHT_NAME, check_fits, read_sara
 
+from hubkit.hub import local_or_snapshot
+
 __all__ = ["load_sara", "unload_sara"]
-
-
-def _local_or_download(source: str | os.PathLike[str], revision: str | None, token: str | None) -> Path:
-    path = Path(source)
-    if path.exists():
-        return path
-    if os.path.isabs(str(source)) or str(source).startswith("."):
-        raise SaraError(f"{source}: no such file or folder")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
-
-    try:
-        return Path(
-            snapshot_download(
-                str(source),
-                revision=revision,
-                token=token,
-                allow_patterns=[WEIGHT_NAME, CONFIG_NAME, HUBKIT_JSON],
-            )
-        )
-    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
-        raise SaraError(f"{source}: no such repo or revision on the Hub ({type(err).__name__})") from err
-    except HfHubHTTPError as err:
-        raise SaraError(f"{source}: the Hub refused the download: {err}") from err
 
 
 def load_sara(
@@ -62,7 +39,8 @@ def load_sara(
     unet = getattr(pipe, "unet", None)
     if unet is None:
         raise SaraError(f"{type(pipe).__name__} has no UNet for a SaRA adapter")
-    folder = _local_or_download(source, revision, token)
+    patterns = [WEIGHT_NAME, CONFIG_NAME, HUBKIT_JSON]
+    folder = local_or_snapshot(source, patterns, revision=revision, token=token, error=SaraError)
     file = read_sara(folder)
     check_fits(file, unet, str(source))
     indices = {path: idx for path, (idx, _) in file.weights.items()}

@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from hubkit.adapters.spm.model import SPMError, SPMNetwork, check_pipeline
 from hubkit.adapters.spm.serialization import HUBKIT_JSON, WEIGHT_NAME, read_spm, resolve_kohya_paths
 
+from hubkit.hub import local_or_snapshot
+
 __all__ = ["FacilitatedTransport", "load_spm", "permeability", "unload_spm"]
 
 
@@ -99,7 +101,8 @@ class FacilitatedTransport:
         token: str | None = None,
     ) -> str:
         """Load an SPM from a folder, a file, or a Hub repo id; returns its adapter name."""
-        path = _local_or_download(source, weight_name, revision, token)
+        patterns = [weight_name or WEIGHT_NAME, HUBKIT_JSON]
+        path = local_or_snapshot(source, patterns, revision=revision, token=token, error=SPMError)
         spm = read_spm(path / weight_name if weight_name and path.is_dir() else path, concepts)
         name = adapter_name or _default_name(source, self.names)
         weights = resolve_kohya_paths(spm.weights, self.network.paths)
@@ -184,32 +187,6 @@ class FacilitatedTransport:
         else:
             network.unmerge()
             network.scales = rows.to(self.pipe.unet.device)
-
-
-def _local_or_download(
-    source: str | os.PathLike[str], weight_name: str | None, revision: str | None, token: str | None
-) -> Path:
-    path = Path(source)
-    if path.exists():
-        return path
-    if os.path.isabs(str(source)) or str(source).startswith("."):
-        raise SPMError(f"{source}: no such file or folder")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
-
-    try:
-        return Path(
-            snapshot_download(
-                str(source),
-                revision=revision,
-                token=token,
-                allow_patterns=[weight_name or WEIGHT_NAME, HUBKIT_JSON],
-            )
-        )
-    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
-        raise SPMError(f"{source}: no such repo or revision on the Hub ({type(err).__name__})") from err
-    except HfHubHTTPError as err:
-        raise SPMError(f"{source}: the Hub refused the download: {err}") from err
 
 
 def _default_name(source: str | os.PathLike[str], taken: list[str]) -> str:

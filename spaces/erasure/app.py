@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -28,9 +27,17 @@ import torch
 from diffusers import StableDiffusionPipeline
 from hubkit.adapters.spm import SPMError
 from hubkit.pipelines.spm import FacilitatedTransport, load_spm, unload_spm
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
 from PIL import Image
+
+from hubkit.space_kit import (
+    LoadError,
+    env_list,
+    first_line,
+    hub_name,
+    hub_token,
+    refused,
+    repo_selection,
+)
 
 DEFAULT_BASE_MODEL = "hubkit/tiny-sd-shapes"
 DEFAULT_SPMS = "hubkit/spm-red,hubkit/spm-triangle"
@@ -71,54 +78,16 @@ def base_model() -> str:
 
 def default_spms() -> list[str]:
     """The SPM repos offered (and selected) when the page opens."""
-    raw = os.environ.get("HUBKIT_SPMS")
-    raw = DEFAULT_SPMS if raw is None else raw
-    return list(dict.fromkeys(s.strip() for s in raw.split(",") if s.strip()))
-
-
-def _token() -> str | None:
-    return os.environ.get("HF_TOKEN") or None
-
-
-def _where() -> str:
-    return os.environ.get("HF_ENDPOINT") or "the Hub"
-
-
-def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-class LoadError(Exception):
-    """A base model or SPM cannot be loaded; the message says which and why, for the UI."""
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-def check_repo_id(repo: str) -> str:
-    """``repo`` stripped; LoadError unless it is a Hub repo id ``namespace/name`` (never a local path)."""
-    repo = repo.strip()
-    try:
-        if repo.count("/") != 1:
-            raise HFValidationError("it must have the form namespace/name")
-        validate_repo_id(repo)
-    except HFValidationError as err:
-        raise LoadError(f"`{repo}` is not a valid SPM repo id: {_first_line(err)}") from err
-    if Path(repo).exists():  # load_spm reads an existing local path before asking the Hub
-        raise LoadError(f"`{repo}` names a folder on the Space's disk, not a Hub repo: refused")
-    return repo
+    return env_list("HUBKIT_SPMS", DEFAULT_SPMS)
 
 
 def selection(repos: list[str] | str | None) -> list[str]:
     """The SPM repos asked for: checked ids, in order, without duplicates."""
-    if isinstance(repos, str):
-        repos = repos.split(",")
-    chosen = list(dict.fromkeys(check_repo_id(r) for r in repos or [] if r and r.strip()))
-    if len(chosen) > MAX_SPMS:
-        raise LoadError(f"{len(chosen)} SPMs selected: at most {MAX_SPMS} at a time")
-    return chosen
+    return repo_selection(repos, "SPM", MAX_SPMS)
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -140,10 +109,10 @@ class Eraser:
         if self.pipe is None or self.model != wanted:
             self.pipe, self.model, self.loaded = None, None, {}
             try:
-                pipe = StableDiffusionPipeline.from_pretrained(wanted, token=_token())
+                pipe = StableDiffusionPipeline.from_pretrained(wanted, token=hub_token())
             except Exception as err:
                 raise LoadError(
-                    f"Cannot load the base model `{wanted}` from {_where()}: {_first_line(err)}"
+                    f"Cannot load the base model `{wanted}` from {hub_name()}: {first_line(err)}"
                 ) from err
             pipe.set_progress_bar_config(disable=True)
             self.pipe, self.model = pipe.to(_device()), wanted
@@ -163,17 +132,18 @@ class Eraser:
                 continue
             name = f"spm{next(self._names)}"  # repo ids may hold '.', which adapter names may not
             try:
-                load_spm(pipe, repo, adapter_name=name, token=_token())
+                load_spm(pipe, repo, adapter_name=name, token=hub_token())
             except SPMError as err:
-                text = _first_line(err)
+                text = first_line(err)
                 if "another UNet" in text or "unsupported base architecture" in text:
                     raise LoadError(
                         f"The SPM `{repo}` does not fit the base model `{self.model}`: {text}"
                     ) from err
-                raise LoadError(f"Cannot load the SPM `{repo}` from {_where()}: {text}") from err
+                raise LoadError(f"Cannot load the SPM `{repo}` from {hub_name()}: {text}") from err
             except Exception as err:
                 raise LoadError(
-                    f"Cannot load the SPM `{repo}` from {_where()} ({type(err).__name__}: {_first_line(err)})"
+                    f"Cannot load the SPM `{repo}` from {hub_name()} "
+                    f"({type(err).__name__}: {first_line(err)})"
                 ) from err
             self.loaded[repo] = name
         return self.transport
@@ -241,11 +211,6 @@ def permeability_table(
             }
         )
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
-
-
-def refused(message: str, title: str) -> gr.Error:
-    """The error the page shows (and gradio_client raises) for bad input; no traceback in the log."""
-    return gr.Error(message, title=title, print_exception=False)
 
 
 def erase(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -26,9 +25,10 @@ import torch
 from diffusers import StableDiffusionPipeline
 from hubkit.pipelines.lcm_lora import load_lcm_lora, unload_lcm_lora
 from huggingface_hub import HfApi
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from PIL import Image
+
+from hubkit.space_kit import LoadError, first_line, hub_name, hub_token, refused, repo_id
 
 DEFAULT_LORA = "hubkit/lcm-lora-shapes"
 DEFAULT_BASE = "hubkit/tiny-sd-shapes"
@@ -85,52 +85,17 @@ def fallback_base() -> str:
     return _env("HUBKIT_BASE_REPO", DEFAULT_BASE)
 
 
-def _token() -> str | None:
-    return _env("HF_TOKEN")
-
-
-def _hub() -> str:
-    return _env("HF_ENDPOINT", "the Hub")
-
-
-class LoadError(Exception):
-    """A base model or LoRA cannot be loaded; the message says which and why, for the UI."""
-
-
-def _summary(err: BaseException) -> str:
-    """The first line of an exception's message (its class name when it has none)."""
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
-
-
-def valid_repo(value: str, what: str) -> str:
-    """``value`` stripped; LoadError unless it is a Hub repo id ``namespace/name`` (never a local path)."""
-    repo, problem = value.strip(), None
-    if repo.count("/") != 1:
-        problem = "it must have the form namespace/name"
-    else:
-        try:
-            validate_repo_id(repo)
-        except HFValidationError as err:
-            problem = _summary(err)
-    if problem:
-        raise LoadError(f"`{repo}` is not a valid {what} repo id: {problem}")
-    if Path(repo).exists():  # diffusers would read a local folder of that name before asking the Hub
-        raise LoadError(f"`{repo}` names a folder on the Space's disk, not a Hub repo: refused")
-    return repo
-
-
 def base_of(lora: str) -> str | None:
     """The ``base_model`` of the LoRA's card (None without one); LoadError when the repo cannot be read."""
     try:
-        info = HfApi(token=_token()).model_info(lora)
+        info = HfApi(token=hub_token()).model_info(lora)
     except RepositoryNotFoundError as err:
         raise LoadError(
-            f"Cannot load the LoRA `{lora}`: no such repo on {_hub()} (or it is private and the Space's "
+            f"Cannot load the LoRA `{lora}`: no such repo on {hub_name()} (or it is private and the Space's "
             "token cannot see it)"
         ) from err
     except HfHubHTTPError as err:
-        raise LoadError(f"Cannot read the LoRA `{lora}` from {_hub()}: {_summary(err)}") from err
+        raise LoadError(f"Cannot read the LoRA `{lora}` from {hub_name()}: {first_line(err)}") from err
     found = getattr(info.card_data, "base_model", None) if info.card_data else None
     if isinstance(found, list):
         found = found[0] if len(found) == 1 else None
@@ -153,9 +118,11 @@ class Pair:
 
     def _from_pretrained(self, base: str) -> Any:
         try:
-            pipe = StableDiffusionPipeline.from_pretrained(base, token=_token())
+            pipe = StableDiffusionPipeline.from_pretrained(base, token=hub_token())
         except Exception as err:
-            raise LoadError(f"Cannot load the base model `{base}` from {_hub()}: {_summary(err)}") from err
+            raise LoadError(
+                f"Cannot load the base model `{base}` from {hub_name()}: {first_line(err)}"
+            ) from err
         pipe.set_progress_bar_config(disable=True)
         return pipe.to("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -177,16 +144,16 @@ class Pair:
             unload_lcm_lora(pipe, ADAPTER)
             self.lora, self.settings = None, {}
         try:
-            settings = load_lcm_lora(pipe, lora, ADAPTER, fuse=True, token=_token())
+            settings = load_lcm_lora(pipe, lora, ADAPTER, fuse=True, token=hub_token())
         except Exception as err:
             if ADAPTER in (getattr(pipe.unet, "peft_config", None) or {}):  # a half-made load
                 pipe.delete_adapters(ADAPTER)
-            text = _summary(err)
+            text = first_line(err)
             if "does not fit" in text:  # load_lcm_lora's word for weights the UNet cannot take
-                cause = _summary(err.__cause__ or err)
+                cause = first_line(err.__cause__ or err)
                 fit = f"The LoRA `{lora}` does not fit the base model `{self.base}` (made for another UNet?)"
                 raise LoadError(f"{fit}: {cause}") from err
-            raise LoadError(f"Cannot load the LoRA `{lora}` from {_hub()}: {text}") from err
+            raise LoadError(f"Cannot load the LoRA `{lora}` from {hub_name()}: {text}") from err
         self.lora, self.settings = lora, settings
         return settings
 
@@ -194,7 +161,7 @@ class Pair:
         """Load the default LoRA and its base ahead of the first request (errors wait for it)."""
         try:
             with self.lock:
-                lora = valid_repo(default_lora(), "LoRA")
+                lora = repo_id(default_lora(), "LoRA")
                 self.use_base(base_of(lora) or fallback_base())
                 self.use_lora(lora)
         except Exception as err:
@@ -224,11 +191,6 @@ def empty_table() -> pd.DataFrame:
     """The timing table with its columns and no rows."""
     dtypes = {name: "float64" if kind == "number" else "object" for name, kind in TABLE_TYPES.items()}
     return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in dtypes.items()})
-
-
-def refused(message: str, title: str) -> gr.Error:
-    """The error the page shows (and gradio_client raises) for bad input; no traceback in the log."""
-    return gr.Error(message, title=title, print_exception=False)
 
 
 def _whole(value: float | int | str | None, default: int, low: int, high: int, what: str) -> int:
@@ -261,8 +223,8 @@ def generate(
     seed = _whole(seed, 0, 0, 2**32 - 1, "The seed")
     with PAIR.lock:
         try:
-            lora = valid_repo((lora or "").strip() or default_lora(), "LoRA")
-            typed = valid_repo(base, "base model") if base and base.strip() else None
+            lora = repo_id((lora or "").strip() or default_lora(), "LoRA")
+            typed = repo_id(base, "base model") if base and base.strip() else None
             from_card = base_of(lora)  # also: does the LoRA repo exist at all?
             base = typed or from_card or fallback_base()
             PAIR.use_base(base)

@@ -29,11 +29,19 @@ import pandas as pd
 import torch
 from diffusers import DiffusionPipeline
 from huggingface_hub import HfApi, ModelInfo, snapshot_download
-from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 from PIL import Image
 
 from hubkit.methods import Artifact, MethodError, method_for, read_hubkit_json
+from hubkit.space_kit import (
+    LoadError,
+    env_list,
+    first_line,
+    hub_name,
+    hub_token,
+    refused,
+    repo_selection,
+)
 from hubkit.world.shapes import NOVEL_SHAPES, NOVEL_TRAINED_COLOURS, NOVEL_UNSEEN_COLOURS
 
 DEFAULT_BASE_MODEL = "hubkit/tiny-sd-shapes"
@@ -119,54 +127,16 @@ def base_model() -> str:
 
 def default_adapters() -> list[str]:
     """The adapter repos offered (and selected) when the page opens (``HUBKIT_ADAPTERS``)."""
-    raw = os.environ.get("HUBKIT_ADAPTERS")
-    raw = DEFAULT_ADAPTERS if raw is None else raw
-    return list(dict.fromkeys(s.strip() for s in raw.split(",") if s.strip()))
-
-
-def _token() -> str | None:
-    return os.environ.get("HF_TOKEN") or None
-
-
-def _where() -> str:
-    return os.environ.get("HF_ENDPOINT") or "the Hub"
-
-
-def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-class LoadError(Exception):
-    """A base model or adapter cannot be loaded; the message says which and why, for the UI."""
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-def check_repo_id(repo: str) -> str:
-    """``repo`` stripped; LoadError unless it is a Hub repo id ``namespace/name`` (never a local path)."""
-    repo = repo.strip()
-    try:
-        if repo.count("/") != 1:
-            raise HFValidationError("it must have the form namespace/name")
-        validate_repo_id(repo)
-    except HFValidationError as err:
-        raise LoadError(f"`{repo}` is not a valid adapter repo id: {_first_line(err)}") from err
-    if Path(repo).exists():  # a method's loader may read an existing local path before asking the Hub
-        raise LoadError(f"`{repo}` names a folder on the Space's disk, not a Hub repo: refused")
-    return repo
+    return env_list("HUBKIT_ADAPTERS", DEFAULT_ADAPTERS)
 
 
 def selection(repos: list[str] | str | None) -> list[str]:
     """The adapter repos asked for: checked ids, in order, without duplicates."""
-    if isinstance(repos, str):
-        repos = repos.split(",")
-    chosen = list(dict.fromkeys(check_repo_id(r) for r in repos or [] if r and r.strip()))
-    if len(chosen) > MAX_ADAPTERS:
-        raise LoadError(f"{len(chosen)} adapters selected: at most {MAX_ADAPTERS} at a time")
-    return chosen
+    return repo_selection(repos, "adapter", MAX_ADAPTERS)
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -199,10 +169,10 @@ class Models:
         if self.pipe is None or self.model != wanted:
             self.pipe, self.model, self.adapters = None, None, {}
             try:
-                pipe = DiffusionPipeline.from_pretrained(wanted, token=_token())
+                pipe = DiffusionPipeline.from_pretrained(wanted, token=hub_token())
             except Exception as err:
                 raise LoadError(
-                    f"Cannot load the base model `{wanted}` from {_where()}: {_first_line(err)}"
+                    f"Cannot load the base model `{wanted}` from {hub_name()}: {first_line(err)}"
                 ) from err
             pipe.set_progress_bar_config(disable=True)
             self.pipe, self.model = pipe.to(_device()), wanted
@@ -211,22 +181,22 @@ class Models:
     def _info(self, repo: str) -> ModelInfo:
         """The adapter repo's current commit and card; LoadError when it cannot be read."""
         try:
-            return HfApi(token=_token()).model_info(repo)
+            return HfApi(token=hub_token()).model_info(repo)
         except (RepositoryNotFoundError, GatedRepoError) as err:
             raise LoadError(
-                f"Cannot load the adapter `{repo}`: no such repo on {_where()} (or it is private and the "
+                f"Cannot load the adapter `{repo}`: no such repo on {hub_name()} (or it is private and the "
                 "Space's token cannot see it)"
             ) from err
         except Exception as err:  # the Hub refused or cannot be reached
-            raise LoadError(f"Cannot read the adapter `{repo}` from {_where()}: {_first_line(err)}") from err
+            raise LoadError(f"Cannot read the adapter `{repo}` from {hub_name()}: {first_line(err)}") from err
 
     def _load(self, repo: str, info: ModelInfo) -> Loaded:
         """Download ``repo`` at the commit of ``info``; apply it by its method on a fresh copy of the base."""
         try:
-            path = Path(snapshot_download(repo, revision=info.sha, token=_token()))
+            path = Path(snapshot_download(repo, revision=info.sha, token=hub_token()))
         except Exception as err:  # the Hub refused or cannot be reached
             raise LoadError(
-                f"Cannot download the adapter `{repo}` from {_where()}: {_first_line(err)}"
+                f"Cannot download the adapter `{repo}` from {hub_name()}: {first_line(err)}"
             ) from err
         try:
             artifact = Artifact(
@@ -239,13 +209,13 @@ class Models:
             )
             method = method_for(artifact)
         except MethodError as err:
-            raise LoadError(f"Cannot load the adapter `{repo}`: {_first_line(err)}") from err
+            raise LoadError(f"Cannot load the adapter `{repo}`: {first_line(err)}") from err
         base = copy.deepcopy(self.pipe) if method.needs_base else None
         try:
             pipe = method.load(artifact, base)
             settings = dict(method.call_settings(artifact))
         except MethodError as err:
-            text = _first_line(err)
+            text = first_line(err)
             if "does not fit" in text:  # the registry's methods' word for weights the base cannot take
                 raise LoadError(
                     f"The adapter `{repo}` does not fit the base model `{self.model}` (made for another "
@@ -255,7 +225,7 @@ class Models:
         except Exception as err:
             raise LoadError(
                 f"Cannot load the adapter `{repo}` (method {method.name}, {type(err).__name__}: "
-                f"{_first_line(err)})"
+                f"{first_line(err)})"
             ) from err
         pipe.set_progress_bar_config(disable=True)
         return Loaded(repo, info.sha, method.name, pipe.to(_device()), settings, artifact.base_model)
@@ -319,11 +289,6 @@ def colour_note(prompt: str) -> str:
     if trained:
         return f"{NOVEL} in a **trained colour** ({', '.join(trained)})"
     return f"a {NOVEL} with no colour of the world named"
-
-
-def refused(message: str, title: str) -> gr.Error:
-    """The error the page shows (and gradio_client raises) for bad input; no traceback in the log."""
-    return gr.Error(message, title=title, print_exception=False)
 
 
 def _number(value: Any, default: float, low: float, high: float, what: str, whole: bool) -> float:
