@@ -119,7 +119,9 @@ def _train_full(out: Path, endpoint: str, settings: dict, lr: float) -> dict:
         unet.requires_grad_(True)
         return list(unet.parameters())
 
-    step = DenoisingStep(pipe, data, prior, config.batch_size, config.prior_share, every_parameter)
+    step = DenoisingStep(
+        pipe, data, prior, config.batch_size, config.prior_share, every_parameter, config.prior_target
+    )
     step.description = "full fine-tuning"
     run = run_training(step, steps=config.steps, lr=lr, seed=config.seed, warmup_steps=config.warmup_steps,
                        schedule="cosine")  # fmt: skip

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 __all__ = ["FineTuneConfig", "JSONConfig", "LayerFineTuneConfig"]
 
 C = TypeVar("C", bound="JSONConfig")
+PRIOR_TARGETS = ("data", "base")
 
 
 class JSONConfig:
@@ -55,6 +56,13 @@ class FineTuneConfig(JSONConfig):
     prior_share: float = field(
         default=0.25, metadata={"help": "Share of each batch drawn from the prior dataset (with one)."}
     )
+    prior_target: str = field(
+        default="data",
+        metadata={
+            "help": "What prior images are denoised towards: 'data' (their noise, as DreamBooth) or 'base' "
+            "(the base UNet's own prediction: distillation, which keeps what the base model drew)."
+        },
+    )
     steps: int = field(default=800, metadata={"help": "Optimizer steps."})
     batch_size: int = field(default=32, metadata={"help": "Images per step."})
     gradient_accumulation_steps: int = field(
@@ -73,10 +81,23 @@ class FineTuneConfig(JSONConfig):
             raise ValueError("fine-tuning needs a dataset of images and captions (--dataset)")
         if not 0 <= self.prior_share < 1:
             raise ValueError(f"prior_share must be in [0, 1), got {self.prior_share}")
+        if self.prior_target not in PRIOR_TARGETS:
+            choices = ", ".join(PRIOR_TARGETS)
+            raise ValueError(f"prior_target must be one of {choices}, got {self.prior_target!r}")
         if self.steps < 1 or self.batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("steps, batch_size and gradient_accumulation_steps must be >= 1")
         if self.lr < 0 or self.weight_decay < 0:
             raise ValueError("lr and weight_decay must be >= 0")
+
+    def data_rows(self) -> list[tuple[str, str]]:
+        """The card's settings rows for the data and the prior preservation."""
+        data = f"`{self.dataset}`" + (f" ({self.dataset_config})" if self.dataset_config else "")
+        prior = "none"
+        if self.prior_dataset:
+            prior = f"`{self.prior_dataset}`, {self.prior_share:.0%} of each batch"
+            if self.prior_target == "base":
+                prior += ", denoised towards the base UNet's prediction (distillation)"
+        return [("data", f"{data}, split `{self.split}`"), ("prior preservation", prior)]
 
 
 LAYER_TYPES = ("linear", "conv")

@@ -3,12 +3,15 @@ new (SaRA, a LoRA fine-tune...): the data held in memory, and the training step 
 
 Each micro-batch: ``batch_size`` (image, caption) pairs — a ``prior_share`` of them from a prior dataset (what
 the base model already draws: prior preservation, as DreamBooth) — VAE latents, noise at uniform timesteps,
-the ε / v-prediction MSE with Min-SNR weighting (γ = 5) and caption dropout (10 %) to the empty prompt, which
-keeps classifier-free guidance working. Which tensors train is the method's choice (``make_params``).
+the ε / v-prediction MSE (on prior rows, with ``prior_target="base"``, towards the base UNet's own
+prediction instead of the noise: distillation) with Min-SNR weighting (γ = 5) and caption dropout (10 %) to
+the empty prompt, which keeps classifier-free guidance working. Which tensors train is the method's choice
+(``make_params``).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,8 +164,10 @@ class DenoisingStep(TrainingStep):
         batch_size: int,
         prior_share: float,
         make_params: Callable[[Any], list[torch.nn.Parameter]],
+        prior_target: str = "data",
     ) -> None:
         self.pipe, self.data, self.prior, self.make_params = pipe, data, prior, make_params
+        self.prior_target = prior_target
         self.batch_size = batch_size
         self.n_prior = round(batch_size * prior_share) if prior is not None else 0
         if prior is not None and self.n_prior in (0, batch_size):
@@ -179,6 +184,11 @@ class DenoisingStep(TrainingStep):
         self.unet = self.pipe.unet.to(device)
         self.vae = self.pipe.vae.to(device).eval().requires_grad_(False)
         self.unet.requires_grad_(False)
+        # Distillation on the prior rows needs the base UNet as it was: a frozen copy taken before the method
+        # adds its tensors (one more UNet in memory; its forward costs no backward).
+        self.teacher = None
+        if self.n_prior and self.prior_target == "base":
+            self.teacher = copy.deepcopy(self.unet).eval()
         self.params = self.make_params(self.unet)
         self.unet.train()
         self.noise = DDPMScheduler.from_config(self.pipe.scheduler.config)
@@ -210,6 +220,10 @@ class DenoisingStep(TrainingStep):
         return torch.cat(images).to(self.device).float().div(127.5).sub(1), captions
 
     def denoising_loss(self, ctx: StepContext) -> torch.Tensor:
+        return self.row_losses(ctx).mean()
+
+    def row_losses(self, ctx: StepContext) -> torch.Tensor:
+        """The weighted loss of each image of the micro-batch (its prior rows last)."""
         g = ctx.generator
         images, captions = self._batch(g)
         b = images.shape[0]
@@ -222,10 +236,15 @@ class DenoisingStep(TrainingStep):
         noisy = self.noise.add_noise(latents, noise, t)
         target = noise if self.kind == "epsilon" else self.noise.get_velocity(latents, noise, t)
         pred = self.unet(noisy, t, encoder_hidden_states=emb).sample
+        if self.teacher is not None:  # the prior rows (the batch's last ones) learn the base's prediction
+            n = self.n_prior
+            with torch.no_grad():
+                taught = self.teacher(noisy[-n:], t[-n:], encoder_hidden_states=emb[-n:]).sample
+            target = torch.cat([target[:-n], taught.to(target.dtype)])
         loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         snr = self.snr[t]
         weight = torch.clamp(snr, max=SNR_GAMMA) / (snr if self.kind == "epsilon" else snr + 1)
-        return (loss * weight).mean()
+        return loss * weight
 
     def __call__(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         return {"loss": self.denoising_loss(ctx)}

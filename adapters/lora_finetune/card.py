@@ -23,12 +23,8 @@ def lora_finetune_card(
 ) -> ModelCard:
     facts = facts or {}
     data = f"`{config.dataset}`" + (f" ({config.dataset_config})" if config.dataset_config else "")
-    prior = "none"
-    if config.prior_dataset:
-        prior = f"`{config.prior_dataset}`, {config.prior_share:.0%} of each batch"
     rows = [
-        ("data", f"{data}, split `{config.split}`"),
-        ("prior preservation", prior),
+        *config.data_rows(),
         ("rank / alpha", f"{config.rank} / {config.alpha or config.rank:g}"),
         (
             "layers",

@@ -73,7 +73,9 @@ class LoRAFineTuneMethod(DiffusersLora):
                 p.requires_grad_(True)
             return params
 
-        step = DenoisingStep(job.pipe, data, prior, config.batch_size, config.prior_share, add_lora)
+        step = DenoisingStep(
+            job.pipe, data, prior, config.batch_size, config.prior_share, add_lora, config.prior_target
+        )
         step.description = "LoRA fine-tuning"
         step.abort = lambda: _remove(unet)  # type: ignore[method-assign]
         run = run_training(step, **settings_from_config(config, schedule="cosine"), **job.loop)

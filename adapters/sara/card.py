@@ -35,18 +35,7 @@ def _settings(config: SaRAConfig, facts: dict[str, Any]) -> str:
     if config.budget:
         selection += f", θ chosen for a budget of {config.budget:,} entries"
     rows = [
-        (
-            "data",
-            f"`{config.dataset}`"
-            + (f" ({config.dataset_config})" if config.dataset_config else "")
-            + f", split `{config.split}`",
-        ),
-        (
-            "prior preservation",
-            f"`{config.prior_dataset}`, {config.prior_share:.0%} of each batch"
-            if config.prior_dataset
-            else "none",
-        ),
+        *config.data_rows(),
         (
             "layers",
             f"every {' and '.join(t.title() if t == 'linear' else 'Conv2d' for t in config.layer_types)}"

@@ -42,7 +42,9 @@ class SaRAStep(DenoisingStep):
     description = "SaRA fine-tuning"
 
     def __init__(self, pipe: Any, config: SaRAConfig, data: ImageCaptions, prior: ImageCaptions | None):
-        super().__init__(pipe, data, prior, config.batch_size, config.prior_share, self._inject)
+        super().__init__(
+            pipe, data, prior, config.batch_size, config.prior_share, self._inject, config.prior_target
+        )
         self.config = config
         self.tuner: SaraModel | None = None
         self.frozen_values: list[torch.Tensor] | None = None

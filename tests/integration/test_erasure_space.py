@@ -87,7 +87,7 @@ def test_app_imports_only_what_the_space_installs():
         if isinstance(node, ast.ImportFrom) and node.module
     }
     third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
-    assert third_party == {"gradio", "pandas", "torch", "diffusers", "huggingface_hub", "PIL", "hubkit"}
+    assert third_party == {"gradio", "pandas", "torch", "diffusers", "PIL", "hubkit"}
     requirements = set((SPACE / "requirements.txt").read_text().split())
     assert third_party - {"gradio", "PIL"} | {"pillow"} <= requirements  # gradio comes with the sdk
     assert check_folder(SPACE, repo_type="space") == []

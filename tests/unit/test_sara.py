@@ -25,6 +25,7 @@ from hubkit.pipelines.sara import load_sara, unload_sara
 from torch import nn
 
 from hubkit.finetune import DenoisingStep, FineTuneError, ImageCaptions, load_image_captions
+from hubkit.training import StepContext
 from hubkit.world.base_model import assemble_pipeline
 
 
@@ -364,3 +365,31 @@ def test_prior_share_mixes_both_datasets_in_every_batch(pipe):
     assert images.shape == (8, 3, 32, 32) and images[:6].max() == -1 and images[6:].min() == 1
     with pytest.raises(FineTuneError, match="leaves no prior images"):
         DenoisingStep(pipe, a, b, batch_size=2, prior_share=0.1, make_params=lambda unet: [])
+
+
+def test_prior_target_base_distils_the_prior_rows_from_a_frozen_copy(pipe):
+    g = torch.Generator().manual_seed(0)
+    a = ImageCaptions(torch.randint(0, 256, (5, 3, 32, 32), generator=g, dtype=torch.uint8), ["new"] * 5, "a")
+    b = ImageCaptions(torch.randint(0, 256, (5, 3, 32, 32), generator=g, dtype=torch.uint8), ["old"] * 5, "b")
+    original = pipe.unet.conv_out.bias.detach().clone()
+
+    def rows(target: str, nudge: float) -> torch.Tensor:
+        step = DenoisingStep(pipe, a, b, 8, 0.25, lambda unet: [], prior_target=target)
+        step.setup(torch.device("cpu"))
+        with torch.no_grad():
+            pipe.unet.conv_out.bias.add_(nudge)  # the student moves; a teacher copy must not
+        ctx = StepContext(0, 0, 0, torch.Generator().manual_seed(1), torch.device("cpu"))
+        try:
+            return step.row_losses(ctx).detach()
+        finally:
+            with torch.no_grad():
+                pipe.unet.conv_out.bias.copy_(original)
+            pipe.unet.eval()
+
+    data, base = rows("data", 0.0), rows("base", 0.0)
+    assert torch.equal(data[:6], base[:6])  # the new images' rows are the same plain denoising loss
+    assert base[6:].max() < 1e-9 < 1e-3 < data[6:].min()  # untouched UNet: the base predicts itself
+    moved = rows("base", 0.05)
+    assert moved[6:].min() > 1e-6  # ... and once it moves, the prior rows pull it back to the frozen copy
+    with pytest.raises(ValueError, match="prior_target must be one of data, base"):
+        SaRAConfig(dataset="x", prior_target="teacher")
