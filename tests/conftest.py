@@ -28,6 +28,7 @@ os.environ.pop("HF_HUB_OFFLINE", None)
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["DISABLE_SAFETENSORS_CONVERSION"] = "1"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ.setdefault("SDNQ_USE_TORCH_COMPILE", "0")  # sdnq test-compiles its kernels at import (~30 s)
 # xdist workers share the cores: give each (and the subprocesses it starts) its share of threads, since
 # oversubscribed OpenMP threads run several times slower than one thread per core.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
