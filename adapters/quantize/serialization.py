@@ -80,20 +80,11 @@ def save_sdnq_unet(
         state[f"{path}.weight"] = pack_int4(qw.q) if qw.bits == 4 else qw.q
         state[f"{path}.scale"] = qw.scale.float()
     save_file(state, folder / WEIGHTS_NAME, metadata={"format": "pt"})
-    config = dict(unet.config)
+    config = json.loads(unet.to_json_string())  # diffusers' own serialisation of its config
     quantization = sdnq_config(layers, quantized, bits, group_size)
     config["quantization_config"] = quantization
-    config["_class_name"] = type(unet).__name__
-    (folder / CONFIG_NAME).write_text(json.dumps(_jsonable(config), indent=2, sort_keys=True) + "\n")
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return quantization
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def expected_tensors(

@@ -18,7 +18,7 @@ __all__ = ["QuantizedWeight", "pack_int4", "quantize_weight", "unpack_int4"]
 
 LEVELS = {8: 127, 4: 7}  # symmetric: int8 [-128, 127] and int4 [-8, 7], scale from the positive side
 LOWEST = {8: -128, 4: -8}
-CLIP_GRID = tuple(1.0 - 0.025 * i for i in range(21))  # clipping ratios 1.0 .. 0.5
+CLIP_GRID = tuple(1.0 - 0.025 * i for i in range(29))  # clipping ratios 1.0 .. 0.3
 
 
 @dataclass
@@ -67,7 +67,7 @@ def quantize_weight(
 ) -> QuantizedWeight:
     """Symmetric ``bits``-bit quantization of a Linear (Cout, Cin) or Conv2d (Cout, Cin, kh, kw) weight.
 
-    ``clip_search``: per scale group, the clipping ratio of the absolute maximum (1.0 … 0.5) with the least
+    ``clip_search``: per scale group, the clipping ratio of the absolute maximum (1.0 … 0.3) with the least
     (``importance``-weighted) squared rounding error; off, it is round-to-nearest from the absolute maximum.
     ``importance``: per input channel (Cin,), e.g. the calibrated mean square of that channel's input.
     """

@@ -42,7 +42,7 @@ def test_rounding_error_is_bounded_and_clip_search_beats_round_to_nearest(bits, 
     assert ((rtn.dequantize() - w).abs().reshape(-1) <= step / 2 + 1e-7).all()
     assert err_searched <= err_rtn
     if bits == 4:
-        assert err_searched < 0.8 * err_rtn  # outliers cost RTN's int4 most of its levels
+        assert err_searched < 0.9 * err_rtn  # outliers waste int4 levels that clipping wins back
 
 
 def test_group_geometry_follows_sdnq():
