@@ -32,6 +32,7 @@ __all__ = [
     "check_pipeline",
     "load_fine_tune_data",
     "load_image_captions",
+    "open_dataset",
     "pipeline_resolution",
 ]
 
@@ -106,6 +107,27 @@ def _to_tensor(image: Any, resolution: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
 
+def open_dataset(
+    name: str, config: str | None, split: str, *, endpoint: str | None = None, token: str | None = None
+) -> tuple[Any, str]:
+    """A split of a local folder (``load_dataset`` reads imagefolder + metadata, parquet, …) or of a Hub
+    dataset repo (pulled through hubkit's Hub client: the embedded Hub unless ``endpoint``), and its name for
+    messages; :class:`FineTuneError` names what could not be read."""
+    from datasets import load_dataset
+
+    from hubkit.hub import HubError, pull
+
+    source = f"{name}" + (f" ({config})" if config else "") + f" [{split}]"
+    try:
+        local = Path(name).expanduser()
+        folder = local if local.exists() else pull(name, repo_type="dataset", endpoint=endpoint, token=token)
+        return load_dataset(str(folder), config, split=split), source
+    except HubError as err:
+        raise FineTuneError(f"cannot load the dataset {source}: {err}") from err
+    except Exception as err:  # datasets raises many types (FileNotFoundError, ValueError, ...)
+        raise FineTuneError(f"cannot load the dataset {source}: {type(err).__name__}: {err}") from err
+
+
 def load_image_captions(
     name: str,
     config: str | None,
@@ -121,19 +143,7 @@ def load_image_captions(
     """A local folder (``load_dataset`` reads imagefolder + metadata, parquet, …) or a Hub dataset repo
     (pulled through hubkit's Hub client: the embedded Hub unless ``endpoint``) as :class:`ImageCaptions`; an
     unreadable, empty or too small dataset, or missing columns, raise :class:`FineTuneError` naming it."""
-    from datasets import load_dataset
-
-    from hubkit.hub import HubError, pull
-
-    source = f"{name}" + (f" ({config})" if config else "") + f" [{split}]"
-    try:
-        local = Path(name).expanduser()
-        folder = local if local.exists() else pull(name, repo_type="dataset", endpoint=endpoint, token=token)
-        data = load_dataset(str(folder), config, split=split)
-    except HubError as err:
-        raise FineTuneError(f"cannot load the dataset {source}: {err}") from err
-    except Exception as err:  # datasets raises many types (FileNotFoundError, ValueError, ...)
-        raise FineTuneError(f"cannot load the dataset {source}: {type(err).__name__}: {err}") from err
+    data, source = open_dataset(name, config, split, endpoint=endpoint, token=token)
     missing = [c for c in (image_column, caption_column) if c not in data.column_names]
     if missing:
         raise FineTuneError(

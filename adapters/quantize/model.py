@@ -11,9 +11,9 @@ from torch import nn
 
 from .calibrate import ActivationStats
 from .layer import QuantizedLayer, TimestepClock
-from .weights import QuantizedWeight, quantize_weight
+from .weights import QuantizedWeight, QuantizeError, quantize_weight
 
-__all__ = ["apply_quantized", "quantize_weights", "remove_quantized"]
+__all__ = ["QuantizeError", "apply_quantized", "quantize_weights", "remove_quantized"]
 
 
 def quantize_weights(

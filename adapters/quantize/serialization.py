@@ -18,16 +18,26 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .weights import QuantizedWeight, group_size_for, pack_int4
+from .weights import QuantizedWeight, QuantizeError, group_size_for, pack_int4, unpack_int4
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "QuantizedFileError", "check_sdnq_folder", "save_sdnq_unet"]
+__all__ = [
+    "ACTIVATIONS_NAME",
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "QuantizedFileError",
+    "check_sdnq_folder",
+    "read_quantized",
+    "save_activation_scales",
+    "save_sdnq_unet",
+]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+ACTIVATIONS_NAME = "hubkit_activations.safetensors"  # static int8 input scales: hubkit's loader reads them
 DTYPES = {8: "int8", 4: "int4"}
 
 
-class QuantizedFileError(ValueError):
+class QuantizedFileError(QuantizeError):
     """A quantized model folder is corrupt, truncated or does not match its ``quantization_config``."""
 
 
@@ -108,22 +118,8 @@ def check_sdnq_folder(folder: str | os.PathLike[str], layer_shapes: dict[str, tu
     """Raise :class:`QuantizedFileError` unless every layer of ``layer_shapes`` (path → float weight shape)
     is listed as float with a float weight, or quantized with exactly the tensors its config implies."""
     folder = Path(folder)
-    try:
-        config = json.loads((folder / CONFIG_NAME).read_text())
-        quant = config["quantization_config"]
-        if quant.get("quant_method") != "sdnq":
-            raise QuantizedFileError(f"{folder / CONFIG_NAME}: quant_method is not sdnq")
-        bits = {v: k for k, v in DTYPES.items()}[quant["weights_dtype"]]
-        group = int(quant["group_size"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        if isinstance(err, QuantizedFileError):
-            raise
-        raise QuantizedFileError(
-            f"{folder / CONFIG_NAME}: not a readable SDNQ quantization_config ({err})"
-        ) from err
-    keep_float = set(quant.get("modules_to_not_convert") or [])
-    other_bits = {p: k for k, names in (quant.get("modules_dtype_dict") or {}).items() for p in names}
-    per_module = quant.get("modules_quant_config") or {}
+    quant, bits, group = _read_config(folder)
+    formats = _formats(quant, bits, group)
     try:
         with safe_open(folder / WEIGHTS_NAME, "pt") as f:
             slices = {name: f.get_slice(name) for name in f.keys()}  # noqa: SIM118 - safe_open is no dict
@@ -132,15 +128,13 @@ def check_sdnq_folder(folder: str | os.PathLike[str], layer_shapes: dict[str, tu
         raise QuantizedFileError(f"{folder / WEIGHTS_NAME}: unreadable or truncated ({err})") from err
     for path, shape in layer_shapes.items():
         name = f"{path}.weight"
-        if name in keep_float:
+        layer_format = formats(name)
+        if layer_format is None:
             got = present.get(name)
             if got is None or got[0] != tuple(shape) or got[1] not in ("F32", "F16", "BF16"):
                 raise QuantizedFileError(f"{name} is listed as float but the file holds {got or 'nothing'}")
             continue
-        layer_bits = {v: k for k, v in DTYPES.items()}.get(other_bits.get(name, DTYPES[bits]))
-        if layer_bits is None:
-            raise QuantizedFileError(f"{name}: unsupported dtype {other_bits[name]!r} in modules_dtype_dict")
-        layer_group = int(per_module.get(name, {}).get("group_size", group))
+        layer_bits, layer_group = layer_format
         for suffix, want in expected_tensors(shape, layer_bits, layer_group).items():
             got = present.get(f"{path}.{suffix}")
             if got != want:
@@ -148,3 +142,72 @@ def check_sdnq_folder(folder: str | os.PathLike[str], layer_shapes: dict[str, tu
                     f"{path}.{suffix}: the quantization_config implies shape {want[0]} {want[1]}, the file "
                     f"holds {'nothing' if got is None else f'{got[0]} {got[1]}'}"
                 )
+
+
+def _formats(quant: dict[str, Any], bits: int, group: int):
+    """name → (bits, group size) of each quantized weight under ``quant``, None for the float ones."""
+    keep_float = set(quant.get("modules_to_not_convert") or [])
+    names = {v: k for k, v in DTYPES.items()}
+    other_bits = {p: k for k, listed in (quant.get("modules_dtype_dict") or {}).items() for p in listed}
+    unknown = sorted(set(other_bits.values()) - set(names))
+    if unknown:
+        raise QuantizedFileError(f"unsupported dtype {unknown[0]!r} in modules_dtype_dict (int8 or int4)")
+    per_module = quant.get("modules_quant_config") or {}
+
+    def layer_format(name: str) -> tuple[int, int] | None:
+        if name in keep_float:
+            return None
+        layer_bits = names[other_bits[name]] if name in other_bits else bits
+        return layer_bits, int(per_module.get(name, {}).get("group_size", group))
+
+    return layer_format
+
+
+def _read_config(folder: Path) -> tuple[dict[str, Any], int, int]:
+    try:
+        quant = json.loads((folder / CONFIG_NAME).read_text())["quantization_config"]
+        if quant.get("quant_method") != "sdnq":
+            raise QuantizedFileError(f"{folder / CONFIG_NAME}: quant_method is not sdnq")
+        return quant, {v: k for k, v in DTYPES.items()}[quant["weights_dtype"]], int(quant["group_size"])
+    except QuantizedFileError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        where = folder / CONFIG_NAME
+        raise QuantizedFileError(f"{where}: not a readable SDNQ quantization_config ({err})") from err
+
+
+def read_quantized(
+    folder: str | os.PathLike[str], layers: dict[str, torch.nn.Module]
+) -> tuple[dict[str, QuantizedWeight], dict[str, torch.Tensor]]:
+    """The integer weights of ``layers`` in a folder :func:`check_sdnq_folder` accepted, and every other
+    tensor of the file (norms, biases, float layers) by name."""
+    folder = Path(folder)
+    quant, bits, group = _read_config(folder)
+    formats = _formats(quant, bits, group)
+    quantized: dict[str, QuantizedWeight] = {}
+    with safe_open(folder / WEIGHTS_NAME, "pt") as f:
+        tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - safe_open is no dict
+    for path, module in layers.items():
+        layer_format = formats(f"{path}.weight")
+        if layer_format is None:
+            continue
+        layer_bits, layer_group = layer_format
+        shape = tuple(module.weight.shape)
+        layer_group = group_size_for(shape[1], layer_group)
+        scale = tensors.pop(f"{path}.scale")
+        q = tensors.pop(f"{path}.weight")
+        if layer_bits == 4:
+            q_shape = (
+                shape if layer_group == -1 else (shape[0], shape[1] // layer_group, layer_group, *shape[2:])
+            )
+            q = unpack_int4(q, q_shape)
+        quantized[path] = QuantizedWeight(q, scale.float(), layer_bits, layer_group, shape)
+    return quantized, tensors
+
+
+def save_activation_scales(
+    folder: str | os.PathLike[str], scales: dict[str, torch.Tensor], bounds: list[int]
+) -> None:
+    """Static int8 input scales (path → one per timestep group starting at ``bounds``) beside the UNet."""
+    tensors = {path: s.float().contiguous() for path, s in scales.items()}
+    save_file(tensors, Path(folder) / ACTIVATIONS_NAME, metadata={"bounds": json.dumps(bounds)})

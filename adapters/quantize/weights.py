@@ -14,11 +14,15 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["QuantizedWeight", "pack_int4", "quantize_weight", "unpack_int4"]
+__all__ = ["QuantizeError", "QuantizedWeight", "pack_int4", "quantize_weight", "unpack_int4"]
 
 LEVELS = {8: 127, 4: 7}  # symmetric: int8 [-128, 127] and int4 [-8, 7], scale from the positive side
 LOWEST = {8: -128, 4: -8}
 CLIP_GRID = tuple(1.0 - 0.025 * i for i in range(29))  # clipping ratios 1.0 .. 0.3
+
+
+class QuantizeError(ValueError):
+    """A UNet cannot be quantized, or a quantized one loaded, here (wrong base, bad settings, bad file...)."""
 
 
 @dataclass

@@ -1,0 +1,144 @@
+"""The quantized UNet in hubkit's method registry (entry point ``quantize``): calibrate, quantize, write a
+folder stock diffusers loads, and load it back with its static activations."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from typing import Any
+
+from hubkit.methods import Artifact, Method, MethodError
+
+from .config import QuantizeConfig
+from .serialization import ACTIVATIONS_NAME, CONFIG_NAME, WEIGHTS_NAME, QuantizedFileError
+from .weights import QuantizeError
+
+__all__ = ["QuantizeMethod", "calibration_prompts"]
+
+SUBFOLDER = "unet"
+
+
+def calibration_prompts(config: QuantizeConfig, endpoint: str | None, token: str | None) -> list[str]:
+    """``config.prompts``, else ``calibration_prompts`` distinct captions of the dataset, drawn with the
+    seed (sorted first, so the draw does not depend on the dataset's order)."""
+    if config.prompts:
+        return list(config.prompts)
+    from hubkit.finetune import FineTuneError, open_dataset
+
+    try:
+        data, source = open_dataset(
+            config.calibration_dataset, config.calibration_config, "train", endpoint=endpoint, token=token
+        )
+    except FineTuneError as err:
+        raise QuantizeError(str(err)) from err
+    if config.caption_column not in data.column_names:
+        raise QuantizeError(f"the dataset {source} has no column {config.caption_column!r} for captions")
+    captions = sorted({str(c) for c in data[config.caption_column] if str(c).strip()})
+    if not captions:
+        raise QuantizeError(f"the dataset {source} has no captions to calibrate with")
+    return random.Random(config.seed).sample(captions, min(config.calibration_prompts, len(captions)))
+
+
+class QuantizeMethod(Method):
+    """A UNet with integer weights (and calibrated static int8 activations) for a base pipeline."""
+
+    name = "quantize"
+    kind = "quantized"
+    config_class = QuantizeConfig
+
+    @classmethod
+    def recognizes(cls, artifact: Artifact) -> bool:
+        config = artifact.path / SUBFOLDER / CONFIG_NAME
+        if not (artifact.path / SUBFOLDER / ACTIVATIONS_NAME).is_file() or not config.is_file():
+            return False
+        try:
+            return json.loads(config.read_text()).get("quantization_config", {}).get("quant_method") == "sdnq"
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def load(self, artifact: Artifact, base: Any | None) -> Any:
+        from hubkit.pipelines.quantize import load_quantized_unet
+
+        if base is None:
+            raise MethodError(f"{artifact.source} is a quantized UNet: it needs a base pipeline (--base)")
+        try:
+            return load_quantized_unet(base, artifact.path)
+        except QuantizeError as err:
+            raise MethodError(str(err)) from err
+
+    def train(
+        self, base: str, config: QuantizeConfig, out: str | os.PathLike[str], **options: Any
+    ) -> dict[str, Any]:
+        """Calibrate on the base's own trajectories, quantize, write ``out`` (``unet/`` in SDNQ's format +
+        activation scales, ``hubkit.json``, card) whole or not at all."""
+        from hubkit.layers import adaptable_layers
+        from hubkit.training import start_training
+
+        from .calibrate import calibrate
+        from .card import quantize_card
+        from .model import quantize_weights
+        from .serialization import check_sdnq_folder, save_activation_scales, save_sdnq_unet
+
+        job = start_training(self.name, base, config, out, error=QuantizeError, **options)
+        unet = getattr(job.pipe, "unet", None)
+        if unet is None or type(unet).__name__ != "UNet2DConditionModel":
+            raise QuantizeError(
+                f"{base} has no UNet2DConditionModel to quantize ({type(unet).__name__} found)"
+            )
+        layers = adaptable_layers(unet)
+        unknown = sorted(set(config.keep_float) - set(layers))
+        if unknown:
+            raise QuantizeError(f"--keep-float names no Linear/Conv2d of the UNet: {', '.join(unknown)}")
+        start = time.perf_counter()
+        prompts = calibration_prompts(config, job.endpoint, job.token)
+        stats = calibrate(
+            job.pipe, layers, prompts, steps=config.calibration_steps,
+            timestep_groups=config.timestep_groups, seed=config.seed, progress=options.get("progress", True),
+        )  # fmt: skip
+        int8 = [p for p in config.int8_layers if p in layers] if config.bits < 8 else []
+        quantized = quantize_weights(
+            layers, config.bits, config.groups, stats=stats, keep_float=config.keep_float,
+            int8_layers=int8, clip_search=config.clip_search,
+        )  # fmt: skip
+        seconds = time.perf_counter() - start
+        float_bytes = sum(p.numel() * p.element_size() for p in unet.parameters())
+        facts = job.facts(
+            sum(q.q.numel() for q in quantized.values()),
+            sum(p.numel() for p in unet.parameters()),
+            seconds,
+            unet.device,
+            weights=config.weights,
+            activations=config.activations,
+            group_size=config.groups,
+            float_layers=sorted(set(layers) - set(quantized)),
+            int8_layers=int8,
+            calibration_prompts=len(prompts),
+            timestep_bounds=stats.bounds,
+            float_unet_bytes=float_bytes,
+        )
+
+        def save(folder):
+            unet_dir = folder / SUBFOLDER
+            save_sdnq_unet(unet, layers, quantized, unet_dir, config.bits, config.groups)
+            check_sdnq_folder(unet_dir, {p: tuple(m.weight.shape) for p, m in layers.items()})
+            if config.activations == "int8":
+                scales = stats.scales()
+                save_activation_scales(unet_dir, {p: scales[p] for p in quantized}, stats.bounds)
+            info = {"method": self.name, "base_model": base, "facts": facts}
+            (folder / "hubkit.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+        try:
+            job.write(f"{SUBFOLDER}/{WEIGHTS_NAME}", save, quantize_card, facts)
+        except QuantizedFileError as err:  # our own writer broke SDNQ's format: never publish that
+            raise QuantizeError(f"the quantized UNet failed its own format check: {err}") from err
+        return facts
+
+    def summary(self, config: QuantizeConfig, facts: dict[str, Any]) -> str:
+        ratio = facts["float_unet_bytes"] / facts["file_bytes"]
+        return (
+            f"W{config.bits}A{8 if config.activations == 'int8' else 32} UNet: {facts['file_bytes']:,} bytes "
+            f"({ratio:.2f}× smaller than fp32), calibrated on {facts['calibration_prompts']} prompts, "
+            f"{facts['train_seconds']:.0f} s"
+        )
