@@ -48,7 +48,7 @@ def quantize_card(
         "rounding": "clip search per scale group, weighted by calibrated channel energy"
         if config.clip_search
         else "round to nearest from the absolute maximum",
-        "format": "SDNQ (diffusers quantization backend `sdnq`)",
+        "format": "SDNQ (the sdnq quantization backend of diffusers)",
     }
     if "file_bytes" in facts and "float_unet_bytes" in facts:
         quantization["size"] = (
@@ -78,7 +78,7 @@ def quantize_card(
         base_model=base_model,
         tags=["quantize", f"w{config.bits}a{8 if config.activations == 'int8' else 32}", "sdnq"],
         quantization=quantization,
-        requirements=["sdnq"],
+        requirements=["sdnq", "hubkit"],
         prompt=prompt,
         usage=_USAGE.format(repo=repo, base=base_model, prompt=prompt),
         sections={"Calibration": settings_table(rows, facts, time_label="calibration + quantization time")},

@@ -55,11 +55,12 @@ def test_folder_is_a_stock_sdnq_unet_with_activation_scales_and_a_card(published
     assert quant["quant_method"] == "sdnq" and quant["weights_dtype"] == "int4" and quant["quant_conv"]
     assert quant["modules_dtype_dict"] == {"int8": ["conv_in.weight", "conv_out.weight"]}
     facts = json.loads((folder / "hubkit.json").read_text())["facts"]
-    assert facts["float_unet_bytes"] / facts["file_bytes"] > 5.5 and facts["calibration_prompts"] == 4
+    size = (folder / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size
+    assert facts["float_unet_bytes"] / size > 5.5 and facts["calibration_prompts"] == 4
     card = ModelCard.load(folder / "README.md")
     assert card.data.base_model == BASE and card.data.base_model_relation == "quantized"
     assert "hubkit-method:quantize" in card.data.tags and "load_quantized_unet" in card.text
-    assert "sdnq" in card.text and 'subfolder="unet"' in card.text
+    assert "sdnq" in card.text and 'subfolder="unet"' in card.text and f"{size:,} bytes" in card.text
 
 
 def test_stock_diffusers_loads_it_and_hubkit_adds_the_static_activations(hub, published, tmp_path):
