@@ -140,9 +140,10 @@ def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
         "HF_TOKEN": "",
         # Smoke-run training where a method ships no demo artifact (the shipped ones are published as is).
         "HUBKIT_DEMO_STEPS": "3",
-        # Two methods exercise the generic flow (SaRA's artifacts are tested end to end in test_sara_hub):
-        # every method's artifacts evaluated on one core would add minutes to `make test`.
-        "HUBKIT_DEMO_METHODS": "spm,lcm-lora",
+        # One method exercises the generic flow (publish or reuse, evaluate beside the base, plots, Space);
+        # every other method's artifacts are tested end to end in its own *_hub test. Each method added here
+        # costs minutes of `make test` on one core (this test is its critical path: 711 s with two methods).
+        "HUBKIT_DEMO_METHODS": "spm",
     }
     env = {k: v for k, v in {**os.environ, **env}.items() if v != ""}
     run = {"capture_output": True, "text": True, "env": env, "timeout": 1500, "cwd": tmp_path}
@@ -161,14 +162,10 @@ def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
                 f"Published hubkit/spm-{concept}" in out.stdout
                 and f"finished hubkit/spm-{concept}" in out.stdout
             )
-        assert "shapes-erasure" in out.stdout
-        # The LCM-LoRA: distilled, published, evaluated on the steps sweep beside the base.
-        assert (
-            "Published hubkit/lcm-lora-shapes" in out.stdout
-            and "finished hubkit/lcm-lora-shapes" in out.stdout
-        )
-        assert "Baseline: hubkit/tiny-sd-shapes on shapes-speed" in out.stdout
-        assert (tmp_path / ".demo" / "plots" / "shapes-speed-quality_vs_cost.png").stat().st_size > 1000
+        assert "Baseline: hubkit/tiny-sd-shapes on shapes-erasure" in out.stdout
+        assert "hubkit/lcm-lora-shapes" not in out.stdout  # HUBKIT_DEMO_METHODS leaves the others out
+        plots = list((tmp_path / ".demo" / "plots").glob("shapes-erasure*erasure_tradeoff.png"))
+        assert plots and all(p.stat().st_size > 1000 for p in plots)
         space_url = f"http://127.0.0.1:{space_port}/"
         assert space_url in out.stdout
         with urllib.request.urlopen(space_url, timeout=10) as page:
@@ -182,7 +179,6 @@ def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
         assert again.returncode == 0, again.stdout + again.stderr
         assert "queued   hubkit/" not in again.stdout and "running  hubkit/" not in again.stdout
         assert "hubkit/spm-red is on the Hub: reused" in again.stdout
-        assert "hubkit/lcm-lora-shapes is on the Hub: reused" in again.stdout
         assert "shapes-quality (v1)" in again.stdout
         assert {r: len(api.list_repo_commits(r)) for r in repos} == commits
     finally:
