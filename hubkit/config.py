@@ -106,7 +106,7 @@ LAYER_TYPES = ("linear", "conv")
 @dataclass
 class LayerFineTuneConfig(FineTuneConfig):
     """A fine-tune that adapts chosen layers of the UNet: every Linear and (ungrouped) Conv2d of
-    ``layer_types``, or only ``target_modules`` (:func:`hubkit.finetune.adaptable_layers` picks them)."""
+    ``layer_types``, or only ``target_modules`` (:func:`hubkit.layers.adaptable_layers` picks them)."""
 
     layer_types: list[str] = field(
         default_factory=lambda: list(LAYER_TYPES),

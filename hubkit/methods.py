@@ -98,6 +98,15 @@ class Artifact:
         except Exception:  # an unreadable file is not recognisably anything
             return None
 
+    def json_file(self, name: str) -> dict[str, Any]:
+        """One of the artifact's JSON files (e.g. ``adapter_config.json``) as a dict; empty if absent,
+        unreadable or not an object, so a method can recognise its files without guarding every read."""
+        try:
+            data = json.loads((self.path / name).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
     def files(self) -> list[Path]:
         # A local_dir download keeps its bookkeeping in .cache/huggingface: not part of the artifact.
         return sorted(

@@ -34,7 +34,6 @@ class ActivationStats:
     bounds: list[int]
     channel_ms: dict[str, torch.Tensor] = field(default_factory=dict)
     ranges: dict[str, torch.Tensor] = field(default_factory=dict)
-    calls: int = 0
 
     def scales(self, levels: int = 127) -> dict[str, torch.Tensor]:
         """Static activation scales per layer and timestep group."""
@@ -95,7 +94,6 @@ def calibrate(
             with torch.no_grad():
                 pipe(batch, num_inference_steps=steps, guidance_scale=guidance_scale, generator=generators,
                      output_type="latent")  # fmt: skip
-            stats.calls += 1
     finally:
         for handle in handles:
             handle.remove()

@@ -12,12 +12,10 @@ from typing import Any
 from hubkit.methods import Artifact, Method, MethodError
 
 from .config import QuantizeConfig
-from .serialization import ACTIVATIONS_NAME, CONFIG_NAME, WEIGHTS_NAME, QuantizedFileError
+from .serialization import ACTIVATIONS_NAME, CONFIG_NAME, SUBFOLDER, WEIGHTS_NAME, QuantizedFileError
 from .weights import QuantizeError
 
 __all__ = ["QuantizeMethod", "calibration_prompts"]
-
-SUBFOLDER = "unet"
 
 
 def calibration_prompts(config: QuantizeConfig, endpoint: str | None, token: str | None) -> list[str]:
@@ -50,13 +48,12 @@ class QuantizeMethod(Method):
 
     @classmethod
     def recognizes(cls, artifact: Artifact) -> bool:
-        config = artifact.path / SUBFOLDER / CONFIG_NAME
-        if not (artifact.path / SUBFOLDER / ACTIVATIONS_NAME).is_file() or not config.is_file():
-            return False
-        try:
-            return json.loads(config.read_text()).get("quantization_config", {}).get("quant_method") == "sdnq"
-        except (OSError, ValueError, AttributeError):
-            return False
+        quantization = artifact.json_file(f"{SUBFOLDER}/{CONFIG_NAME}").get("quantization_config")
+        return (
+            artifact.has_file(f"{SUBFOLDER}/{ACTIVATIONS_NAME}")
+            and isinstance(quantization, dict)
+            and quantization.get("quant_method") == "sdnq"
+        )
 
     def load(self, artifact: Artifact, base: Any | None) -> Any:
         from hubkit.pipelines.quantize import load_quantized_unet

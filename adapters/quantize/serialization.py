@@ -23,14 +23,17 @@ from .weights import QuantizedWeight, QuantizeError, group_size_for, pack_int4, 
 __all__ = [
     "ACTIVATIONS_NAME",
     "CONFIG_NAME",
+    "SUBFOLDER",
     "WEIGHTS_NAME",
     "QuantizedFileError",
     "check_sdnq_folder",
+    "read_activation_scales",
     "read_quantized",
     "save_activation_scales",
     "save_sdnq_unet",
 ]
 
+SUBFOLDER = "unet"  # where an artifact keeps its quantized UNet (the card's `subfolder="unet"`)
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 ACTIVATIONS_NAME = "hubkit_activations.safetensors"  # static int8 input scales: hubkit's loader reads them
@@ -211,3 +214,19 @@ def save_activation_scales(
     """Static int8 input scales (path → one per timestep group starting at ``bounds``) beside the UNet."""
     tensors = {path: s.float().contiguous() for path, s in scales.items()}
     save_file(tensors, Path(folder) / ACTIVATIONS_NAME, metadata={"bounds": json.dumps(bounds)})
+
+
+def read_activation_scales(
+    folder: str | os.PathLike[str],
+) -> tuple[dict[str, torch.Tensor], list[int]] | None:
+    """What :func:`save_activation_scales` wrote (scales by layer path, timestep-group bounds); None for a
+    weight-only folder."""
+    file = Path(folder) / ACTIVATIONS_NAME
+    if not file.is_file():
+        return None
+    try:
+        with safe_open(file, "pt") as f:
+            bounds = json.loads((f.metadata() or {})["bounds"])
+            return {name: f.get_tensor(name) for name in f.keys()}, bounds  # noqa: SIM118 - no dict
+    except (OSError, SafetensorError, KeyError, ValueError) as err:
+        raise QuantizedFileError(f"{file}: unreadable activation scales ({err})") from err

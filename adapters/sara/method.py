@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -26,12 +25,7 @@ class SaRAMethod(Method):
 
     @classmethod
     def recognizes(cls, artifact: Artifact) -> bool:
-        if not (artifact.path / CONFIG_NAME).is_file():
-            return False
-        try:
-            return json.loads((artifact.path / CONFIG_NAME).read_text()).get("peft_type") == PEFT_TYPE
-        except (OSError, ValueError, AttributeError):
-            return False
+        return artifact.json_file(CONFIG_NAME).get("peft_type") == PEFT_TYPE
 
     def load(self, artifact: Artifact, base: Any | None) -> Any:
         from hubkit.pipelines.sara import load_sara

@@ -19,18 +19,17 @@ from hubkit.adapters.quantize.model import QuantizeError, apply_quantized, remov
 from hubkit.adapters.quantize.serialization import (
     ACTIVATIONS_NAME,
     CONFIG_NAME,
+    SUBFOLDER,
     WEIGHTS_NAME,
     check_sdnq_folder,
+    read_activation_scales,
     read_quantized,
 )
-from safetensors import safe_open
 
 from hubkit.hub import local_or_snapshot
 from hubkit.layers import adaptable_layers
 
 __all__ = ["load_quantized_unet", "unload_quantized_unet"]
-
-SUBFOLDER = "unet"
 
 
 def load_quantized_unet(
@@ -67,11 +66,7 @@ def load_quantized_unet(
     layers = adaptable_layers(unet)
     check_sdnq_folder(folder, {p: tuple(m.weight.shape) for p, m in layers.items()})
     quantized, floats = read_quantized(folder, layers)
-    scales, bounds = None, None
-    if activations and (folder / ACTIVATIONS_NAME).is_file():
-        with safe_open(folder / ACTIVATIONS_NAME, "pt") as f:
-            bounds = json.loads(f.metadata()["bounds"])
-            scales = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - safe_open is no dict
+    scales, bounds = (read_activation_scales(folder) if activations else None) or (None, None)
     with torch.no_grad():
         state = unet.state_dict()
         for name, tensor in floats.items():
