@@ -3,7 +3,8 @@ per timestep group: the numerics of the quantized UNet, on any CPU (the referenc
 tested against).
 
 Activations are quantized symmetric per tensor, ``round(x / s)`` clamped to [-128, 127], with ``s`` the
-calibrated scale of the current timestep group, which a :class:`TimestepClock` on the UNet keeps.
+calibrated scale of the current timestep group, which a :class:`TimestepClock` on the UNet keeps. With int8
+activations a layer can run on a real int8 kernel (:mod:`.kernels`) instead of this float reference.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .kernels import KERNEL_MODES, Int8Kernel, cpu_int8_support, faster
 from .weights import QuantizedWeight
 
 __all__ = ["QuantizedLayer", "TimestepClock", "fake_quantize"]
@@ -39,7 +41,8 @@ class TimestepClock:
 
 class QuantizedLayer(nn.Module):
     """``base`` (Linear or Conv2d) with its weight replaced by ``weight``'s integers; with ``act_scales``
-    (one per timestep group) its input is quantized to int8 first."""
+    (one per timestep group) its input is quantized to int8 first, and ``kernels`` (see
+    :data:`.kernels.KERNEL_MODES`) says whether the int8 kernel or the float reference computes it."""
 
     def __init__(
         self,
@@ -47,20 +50,56 @@ class QuantizedLayer(nn.Module):
         weight: QuantizedWeight,
         act_scales: torch.Tensor | None = None,
         clock: TimestepClock | None = None,
+        kernels: str = "reference",
     ):
         super().__init__()
         if isinstance(base, nn.Conv2d) and base.padding_mode != "zeros":
             raise ValueError(f"only zero-padded convs are supported, not padding_mode={base.padding_mode!r}")
         if act_scales is not None and clock is None:
             raise ValueError("activation scales per timestep group need a TimestepClock")
+        if kernels not in KERNEL_MODES:
+            raise ValueError(f"kernels must be one of {', '.join(KERNEL_MODES)}, not {kernels!r}")
+        if kernels == "int8" and cpu_int8_support() is None:
+            raise RuntimeError(
+                "this CPU has no int8 kernels (oneDNN needs AVX2 or better): use kernels='auto'"
+            )
         self.base, self.quantized, self.clock = base, weight, clock
-        self.register_buffer("weight_q", weight.dequantize().to(base.weight.dtype), persistent=False)
+        self._weight_q: torch.Tensor | None = None  # the dequantized weight, made when the reference runs
         self.register_buffer("act_scales", act_scales, persistent=False)
+        use_kernel = act_scales is not None and kernels != "reference" and cpu_int8_support() is not None
+        self.kernel = Int8Kernel(base, weight) if use_kernel else None
+        self.mode = kernels
+        self.kernel_wins: dict[torch.Size, bool] = {}  # auto: input shape -> the int8 kernel timed faster
+        self.scale_values = [] if act_scales is None else [float(v) for v in act_scales.reshape(-1)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.act_scales is not None:
-            x = fake_quantize(x, self.act_scales[self.clock.group].to(x.dtype))
+        wins = self.kernel_wins.get(x.shape)  # checked first: the per-call cost of a layer left in float
+        if wins is not None and x.dtype == torch.float32:
+            return self.kernel(x, self.scale_values[self.clock.group]) if wins else self.reference(x)
+        if self.act_scales is None or self.mode == "reference":
+            return self.reference(x, None if self.act_scales is None else self.act_scales[self.clock.group])
+        runnable = self.kernel is not None and x.dtype == torch.float32
+        if not runnable or (torch.is_grad_enabled() and x.requires_grad):
+            if self.mode == "int8":
+                raise RuntimeError(
+                    "the int8 kernel runs fp32 inputs without gradients: use kernels='reference'"
+                )
+            return self.reference(x)  # auto: float activations where no kernel runs
+        scale = self.scale_values[self.clock.group]
+        if self.mode == "int8":
+            return self.kernel(x, scale)
+        wins = self.kernel_wins[x.shape] = faster(lambda: self.kernel(x, scale), lambda: self.reference(x))
+        if wins:
+            self._weight_q = None  # made again if a later shape needs the float path
+        return self.kernel(x, scale) if wins else self.reference(x)
+
+    def reference(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """The float path: fake-quantized input (when ``scale`` is given) through the dequantized weight."""
+        if scale is not None:
+            x = fake_quantize(x, scale.to(x.dtype))
         b = self.base
+        if self._weight_q is None:
+            self._weight_q = self.quantized.dequantize().to(b.weight.dtype)
         if isinstance(b, nn.Linear):
-            return F.linear(x, self.weight_q, b.bias)
-        return F.conv2d(x, self.weight_q, b.bias, b.stride, b.padding, b.dilation, b.groups)
+            return F.linear(x, self._weight_q, b.bias)
+        return F.conv2d(x, self._weight_q, b.bias, b.stride, b.padding, b.dilation, b.groups)

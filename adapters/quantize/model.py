@@ -46,16 +46,19 @@ def apply_quantized(
     quantized: dict[str, QuantizedWeight],
     act_scales: dict[str, torch.Tensor] | None = None,
     bounds: list[int] | None = None,
+    kernels: str = "reference",
 ) -> Any:
     """Swap each quantized layer of ``unet`` for a :class:`QuantizedLayer` (in place); with ``act_scales``
-    (path → one scale per timestep group starting at ``bounds``) its input is int8 too. Returns the clock's
-    hook handle (``remove_quantized`` takes it off)."""
+    (path → one scale per timestep group starting at ``bounds``) its input is int8 too, computed by an int8
+    kernel as ``kernels`` says (:data:`.kernels.KERNEL_MODES`). Returns the clock's hook handle
+    (``remove_quantized`` takes it off)."""
     clock = TimestepClock(bounds or [0]) if act_scales is not None else None
     for path, qw in quantized.items():
         parent_path, _, name = path.rpartition(".")
         parent = unet.get_submodule(parent_path) if parent_path else unet
         scales = act_scales.get(path) if act_scales is not None else None
-        setattr(parent, name, QuantizedLayer(layers[path], qw, scales, clock if scales is not None else None))
+        layer = QuantizedLayer(layers[path], qw, scales, clock if scales is not None else None, kernels)
+        setattr(parent, name, layer)
     return clock.attach(unet) if clock is not None else None
 
 

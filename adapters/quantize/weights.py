@@ -1,6 +1,8 @@
 """Integer weights of a Linear / Conv2d in SDNQ's geometry, so that stock diffusers (its ``sdnq`` backend)
 loads them: symmetric int8 or int4, one scale per output channel (per kernel tap for convs, as SDNQ) or per
-group of ``group_size`` input channels (at each kernel tap for convs).
+group of ``group_size`` input channels (at each kernel tap for convs). An int8 conv per channel shares one
+scale across its taps (written once per tap, as SDNQ reads it): that is the layout the CPU's int8 conv
+kernels execute, so the fast path computes exactly what the file holds.
 
 Round-to-nearest from the absolute maximum (what every stock backend does) wastes int4's 16 levels on rare
 outliers; :func:`quantize_weight` instead picks, for every scale group, the clipping ratio with the least
@@ -80,6 +82,8 @@ def quantize_weight(
     if weight.ndim not in (2, 4):
         raise ValueError(f"a Linear or Conv2d weight is 2-D or 4-D, got shape {tuple(weight.shape)}")
     group_size = group_size_for(weight.shape[1], group_size)
+    if weight.ndim == 4 and bits == 8 and group_size == -1:
+        return _conv_one_scale(weight, clip_search, importance)
     w = _grouped(weight.detach().float(), group_size)  # (Cout, G, g, ...)
     levels, lowest = LEVELS[bits], LOWEST[bits]
     amax = w.abs().amax(dim=2, keepdim=True).clamp_min(1e-12)
@@ -110,6 +114,25 @@ def quantize_weight(
     if group_size == -1:  # SDNQ's per-channel layout: no group axis
         q, best_scale = q.flatten(1, 2), best_scale.flatten(1, 2)
     return QuantizedWeight(q.contiguous(), best_scale.contiguous(), bits, group_size, tuple(weight.shape))
+
+
+def _conv_one_scale(
+    weight: torch.Tensor, clip_search: bool, importance: torch.Tensor | None
+) -> QuantizedWeight:
+    """Int8 conv, one scale per output channel over all taps: quantized as the (Cout, Cin·kh·kw) matrix it
+    is to the kernel, the scale then repeated per tap in SDNQ's (Cout, 1, kh, kw)."""
+    cout, cin, kh, kw = weight.shape
+    taps = kh * kw
+    flat_importance = None
+    if importance is not None:
+        if importance.numel() != cin:
+            raise ValueError(f"importance has {importance.numel()} entries for {cin} input channels")
+        flat_importance = importance.reshape(-1).repeat_interleave(taps)
+    matrix = quantize_weight(
+        weight.reshape(cout, -1), 8, -1, clip_search=clip_search, importance=flat_importance
+    )
+    scale = matrix.scale.reshape(cout, 1, 1, 1).expand(cout, 1, kh, kw).contiguous()
+    return QuantizedWeight(matrix.q.reshape(weight.shape), scale, 8, -1, tuple(weight.shape))
 
 
 def pack_int4(q: torch.Tensor) -> torch.Tensor:
