@@ -1,9 +1,10 @@
 """Quantized UNet speed on this CPU: one UNet step, fp32 eager vs hubkit's int8 path vs SDNQ, side by side.
 
-    python bench/quantize_speed.py [--unets tiny,sd15] [--rounds 5] [--json .bench/quantize_speed.json]
+    python bench/quantize_speed.py [--unets tiny,tiny16,sd15] [--rounds 5] [--json .bench/quantize_speed.json]
 
 UNets: ``tiny`` is the reference world's tiny-sd-shapes (its own 8x8 latents and 16 text tokens, batch 2
-as classifier-free guidance runs it); ``sd15`` is an SD-1.5-shaped UNet2DConditionModel with random
+as classifier-free guidance runs it for one image; ``tiny16``: 16 images at once, batch 32, as the leaderboard
+suites sample); ``sd15`` is an SD-1.5-shaped UNet2DConditionModel with random
 weights (64x64 latents, batch 1, 77 text tokens of 768). Activation scales: tiny's from the real
 calibration on its own trajectories; sd15's from the absolute maximum of each layer's input on one forward
 (random weights have no trajectory; scales do not change the kernel's speed).
@@ -54,7 +55,7 @@ PEAK = {"AVX512": 4.0, "AVX2": 2.0}
 """int8 over fp32 throughput per core at best: 4x with VNNI (AVX-512 hosts here have it), ~1-2x on AVX2."""
 
 
-def tiny_unet():
+def tiny_unet(images: int = 1):
     pipe = assemble_pipeline()
     pipe.set_progress_bar_config(disable=True)
     layers = adaptable_layers(pipe.unet)
@@ -62,8 +63,9 @@ def tiny_unet():
     stats = calibrate(pipe, layers, prompts, steps=25, timestep_groups=4, progress=False)
     unet = pipe.unet
     size, tokens = unet.config.sample_size, pipe.tokenizer.model_max_length
-    latents = torch.randn(2, unet.config.in_channels, size, size)
-    inputs = (latents, torch.tensor(500), torch.randn(2, tokens, unet.config.cross_attention_dim))
+    rows = 2 * images  # classifier-free guidance: every image twice
+    latents = torch.randn(rows, unet.config.in_channels, size, size)
+    inputs = (latents, torch.tensor(500), torch.randn(rows, tokens, unet.config.cross_attention_dim))
     return unet, layers, stats.scales(), stats.bounds, stats, inputs
 
 
@@ -109,7 +111,8 @@ def sdnq_variant(unet, matmul: bool):
 
 
 def bench_unet(name: str, rounds: int) -> list[dict]:
-    unet, layers, scales, bounds, stats, (latents, t, text) = (tiny_unet if name == "tiny" else sd15_unet)()
+    make = {"tiny": tiny_unet, "tiny16": lambda: tiny_unet(16), "sd15": sd15_unet}[name]
+    unet, layers, scales, bounds, stats, (latents, t, text) = make()
 
     def step(model):
         with torch.no_grad():
@@ -155,7 +158,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--unets", default="tiny,sd15")
+    parser.add_argument("--unets", default="tiny,tiny16,sd15")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path, default=Path(".bench/quantize_speed.json"))
     args = parser.parse_args()

@@ -1,18 +1,26 @@
 """Helpers every hubkit Space (``spaces/*/app.py``) shares: read its settings from the environment,
 check the repo ids a visitor types, and turn a failure into one line for the page.
 
-A Space installs hubkit (its ``requirements.txt``), so it imports these instead of carrying a copy; gradio is
-imported only by :func:`refused`, so the core never needs it.
+A Space installs hubkit (its ``requirements.txt``), so it imports these instead of carrying a copy; gradio,
+diffusers, pandas and PIL are imported only inside the helpers that need them, so the core never does.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "LoadError",
+    "base_pipeline",
+    "card_base_model",
+    "device",
+    "empty_table",
+    "enlarged",
     "env_list",
     "first_line",
     "hub_name",
@@ -20,6 +28,9 @@ __all__ = [
     "refused",
     "repo_id",
     "repo_selection",
+    "serve",
+    "timed",
+    "whole",
 ]
 
 
@@ -85,3 +96,92 @@ def refused(message: str, title: str) -> Any:
     import gradio as gr
 
     return gr.Error(message, title=title, print_exception=False)
+
+
+def card_base_model(repo: str, what: str) -> str | None:
+    """The ``base_model`` of ``repo``'s card (None without one, or with several); :class:`LoadError` when the
+    repo cannot be read."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        info = HfApi(token=hub_token()).model_info(repo)
+    except RepositoryNotFoundError as err:
+        raise LoadError(
+            f"Cannot load the {what} `{repo}`: no such repo on {hub_name()} (or it is private and the "
+            "Space's token cannot see it)"
+        ) from err
+    except HfHubHTTPError as err:
+        raise LoadError(f"Cannot read the {what} `{repo}` from {hub_name()}: {first_line(err)}") from err
+    found = getattr(info.card_data, "base_model", None) if info.card_data else None
+    if isinstance(found, list):
+        found = found[0] if len(found) == 1 else None
+    return found if isinstance(found, str) and found.strip() else None
+
+
+def whole(value: float | int | str | None, default: int, low: int, high: int, what: str) -> int:
+    """``value`` (``default`` when empty) as an int; a :func:`refused` error unless it is a whole number in
+    [low, high]."""
+    try:
+        number = float(default if value is None or value == "" else value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number.is_integer() or not low <= number <= high:
+        raise refused(f"{what} must be a whole number from {low} to {high}, got {value}.", "Bad input")
+    return int(number)
+
+
+def device() -> str:
+    """Where a Space runs its pipelines: the GPU when there is one."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def base_pipeline(repo: str, pipeline_class: Any = None) -> Any:
+    """``repo`` loaded with the stock ``from_pretrained`` of ``pipeline_class`` (``DiffusionPipeline`` by
+    default) and the Space's token, progress bars off, on :func:`device`; :class:`LoadError` names the
+    repo."""
+    if pipeline_class is None:
+        from diffusers import DiffusionPipeline as pipeline_class
+    try:
+        pipe = pipeline_class.from_pretrained(repo, token=hub_token())
+    except Exception as err:
+        raise LoadError(f"Cannot load the base model `{repo}` from {hub_name()}: {first_line(err)}") from err
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device())
+
+
+def enlarged(image: Any, width: int) -> Any:
+    """A PIL ``image`` at ``width`` pixels wide, every pixel a square (nearest neighbour)."""
+    from PIL import Image
+
+    return image.resize((width, round(width * image.height / image.width)), Image.Resampling.NEAREST)
+
+
+def empty_table(columns: dict[str, str]) -> Any:
+    """A pandas table with ``columns`` (name → gradio datatype: ``number`` is float, the rest text) and no
+    rows."""
+    import pandas as pd
+
+    dtypes = {name: "float64" if kind == "number" else "object" for name, kind in columns.items()}
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in dtypes.items()})
+
+
+def timed(pipe: Any, prompt: str, steps: int, guidance: float, seed: int) -> tuple[Any, float]:
+    """One image of ``pipe`` for ``prompt`` from ``seed`` and the wall-clock seconds the call took."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    started = time.perf_counter()
+    with torch.no_grad():
+        out = pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, generator=generator)
+    return out.images[0], time.perf_counter() - started
+
+
+def serve(demo: Any, warm_up: Callable[[], None]) -> None:
+    """Launch a Space's Blocks on ``GRADIO_SERVER_NAME``:``GRADIO_SERVER_PORT`` (127.0.0.1:7860), running
+    ``warm_up`` (loading its default models) in the background meanwhile."""
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
+    port = int(os.environ.get("GRADIO_SERVER_PORT") or 7860)
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1", server_port=port)

@@ -307,6 +307,44 @@ def publish_tiny_lcm_lora(
     return base
 
 
+def publish_tiny_quantized(
+    hub, tmp: Path, repos: dict[str, str], extra: dict[str, Callable[[Path], None]] | None = None
+) -> str:
+    """alice's base model and a quantized UNet of it per ``{repo: weights}`` (``int8`` / ``int4``, int8
+    activations calibrated on two prompts at 4 steps), published with their cards; ``extra`` maps more repo
+    ids to a function that alters (in place) a copy of the first one's folder. Returns the base's repo id."""
+    import shutil
+
+    from hubkit.adapters.quantize.config import QuantizeConfig
+
+    from hubkit.hub import publish
+    from hubkit.methods import get_method
+
+    token = hub.users["alice"]
+    folders = {}
+    with alice_base_model(hub) as (base, pipe):
+        for repo, weights in repos.items():
+            config = QuantizeConfig(
+                weights=weights,
+                prompts=["a red circle", "a blue square"],
+                calibration_steps=4,
+                timestep_groups=2,
+            )
+            folders[repo] = tmp / repo.split("/")[1]
+            get_method("quantize").train(
+                base, config, folders[repo], pipe=pipe, repo_id=repo, force=True, progress=False,
+                endpoint=hub.url, token=token,
+            )  # fmt: skip
+    first = next(iter(folders.values()))
+    for repo, change in (extra or {}).items():
+        folders[repo] = tmp / repo.split("/")[1]
+        shutil.copytree(first, folders[repo])
+        change(folders[repo])
+    for repo, folder in folders.items():
+        publish(folder, repo, endpoint=hub.url, token=token)
+    return base
+
+
 def third_party_imports(app: Path) -> set[str]:
     """The top-level packages a Space's ``app.py`` imports that do not come with Python."""
     import ast

@@ -6,7 +6,10 @@ spread over the whole trajectory, not drawn at one timestep or from training noi
 - the mean square of every input channel over all steps (the weight rounding's ``importance``), and
 - the absolute range of its input per timestep group (early / middle / late steps): the static int8
   activation scale of that group, from a high quantile rather than the maximum, so one outlier pixel does not
-  waste the 256 levels.
+  waste the 256 levels;
+
+and keeps the UNet's own inputs at one step of each timestep group of the first batch (``calls``): what
+:mod:`.sensitivity` replays to measure how much each layer's quantization moves the UNet's output.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class ActivationStats:
     bounds: list[int]
     channel_ms: dict[str, torch.Tensor] = field(default_factory=dict)
     ranges: dict[str, torch.Tensor] = field(default_factory=dict)
+    calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    """(sample, timestep, encoder_hidden_states) of UNet calls on the trajectories, one per timestep group."""
 
     def scales(self, levels: int = 127) -> dict[str, torch.Tensor]:
         """Static activation scales per layer and timestep group."""
@@ -84,7 +89,15 @@ def calibrate(
 
         return hook
 
-    handles = [clock.attach(pipe.unet)]
+    def on_unet(module, args, kwargs):
+        t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
+        group = len(stats.calls)
+        if group < len(stats.bounds) and float(torch.as_tensor(t).reshape(-1)[0]) <= stats.bounds[group]:
+            sample = kwargs.get("sample", args[0] if args else None)
+            text = kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
+            stats.calls.append((sample.detach().clone(), torch.as_tensor(t).clone(), text.detach().clone()))
+
+    handles = [clock.attach(pipe.unet), pipe.unet.register_forward_pre_hook(on_unet, with_kwargs=True)]
     for path, module in layers.items():
         handles.append(module.register_forward_pre_hook(on_layer(path, isinstance(module, torch.nn.Conv2d))))
     try:

@@ -18,11 +18,26 @@ _USAGE = """from diffusers import DiffusionPipeline, UNet2DConditionModel
 unet = UNet2DConditionModel.from_pretrained("{repo}", subfolder="unet")
 pipe = DiffusionPipeline.from_pretrained("{base}", unet=unet)
 
-# hubkit: the same weights with the calibrated static int8 activations the card's numbers were measured with.
+# hubkit: the same weights with the calibrated static int8 activations the card's numbers were measured with,
+# on the CPU's int8 kernels where they are faster (kernels="auto"; "reference" runs the float reference).
 from hubkit.pipelines.quantize import load_quantized_unet
 
 pipe = load_quantized_unet(DiffusionPipeline.from_pretrained("{base}"), "{repo}")
 image = pipe("{prompt}").images[0]"""
+
+
+def _sections(rows: list[tuple[str, str]], facts: dict[str, Any]) -> dict[str, str]:
+    sections = {"Calibration": settings_table(rows, facts, time_label="calibration + quantization time")}
+    sensitive = facts.get("most_sensitive")
+    if sensitive:
+        lines = ["| layer | output error when quantized alone (relative) |", "|---|---|"]
+        lines += [f"| `{p}` | {v:.2e} |" for p, v in sorted(sensitive.items(), key=lambda kv: -kv[1])]
+        intro = (
+            "Each layer quantized alone, the UNet replayed on the calibration trajectories: the layers that "
+            "moved its output most (the int8 layers under int4 are picked from this, per byte)."
+        )
+        sections["Most sensitive layers (measured)"] = intro + "\n\n" + "\n".join(lines)
+    return sections
 
 
 def quantize_card(
@@ -44,7 +59,12 @@ def quantize_card(
         "activations": acts,
         "layers": "every Linear and Conv2d of the UNet"
         + (f" except {', '.join(kept)} (float)" if kept else ""),
-        "int8 under int4": ", ".join(facts.get("int8_layers") or []) or "none",
+        "int8 under int4": (", ".join(facts.get("int8_layers") or []) or "none")
+        + (
+            f" (measured: most output error per byte, within {config.int8_budget:.1%} of the fp32 bytes)"
+            if config.bits < 8 and config.int8_budget > 0
+            else ""
+        ),
         "rounding": "clip search per scale group, weighted by calibrated channel energy"
         if config.clip_search
         else "round to nearest from the absolute maximum",
@@ -81,7 +101,7 @@ def quantize_card(
         requirements=["sdnq", "hubkit"],
         prompt=prompt,
         usage=_USAGE.format(repo=repo, base=base_model, prompt=prompt),
-        sections={"Calibration": settings_table(rows, facts, time_label="calibration + quantization time")},
+        sections=_sections(rows, facts),
         limitations=(
             "The stock path (diffusers + sdnq) runs the integer weights with float activations; the card's "
             "measured numbers use hubkit's loader (static int8 activations too). Measured on the reference "

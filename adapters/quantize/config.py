@@ -55,10 +55,17 @@ class QuantizeConfig(JSONConfig):
         metadata={"help": "Layers kept in float (module paths, repeatable).", "cli": "--keep-float"},
     )
     int8_layers: list[str] = field(
-        default_factory=lambda: ["conv_in", "conv_out"],
+        default_factory=list,
         metadata={
-            "help": "Layers kept at int8 per channel when weights are int4 (repeatable).",
+            "help": "Layers kept at int8 when weights are int4, beside the measured ones (repeatable).",
             "cli": "--int8",
+        },
+    )
+    int8_budget: float = field(
+        default=0.005,
+        metadata={
+            "help": "With int4 weights: share of the fp32 UNet's bytes spent keeping the layers whose "
+            "quantization moves the output most (measured on the calibration trajectories) at int8; 0: none."
         },
     )
     clip_search: bool = field(
@@ -77,6 +84,8 @@ class QuantizeConfig(JSONConfig):
             raise ValueError("calibration_prompts and calibration_steps must be >= 1")
         if not 1 <= self.timestep_groups <= self.calibration_steps:
             raise ValueError(f"timestep_groups must be in [1, calibration_steps], got {self.timestep_groups}")
+        if not 0 <= self.int8_budget < 1:
+            raise ValueError(f"int8_budget is a share of the UNet's bytes in [0, 1), got {self.int8_budget}")
         if not self.prompts and not self.calibration_dataset.strip():
             raise ValueError("calibration needs prompts (--prompt) or a dataset with captions")
 

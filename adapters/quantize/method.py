@@ -9,7 +9,7 @@ import random
 import time
 from typing import Any
 
-from hubkit.methods import Artifact, Method, MethodError
+from hubkit.methods import Artifact, DemoArtifact, Method, MethodError
 
 from .config import QuantizeConfig
 from .serialization import ACTIVATIONS_NAME, CONFIG_NAME, SUBFOLDER, WEIGHTS_NAME, QuantizedFileError
@@ -65,6 +65,18 @@ class QuantizeMethod(Method):
         except QuantizeError as err:
             raise MethodError(str(err)) from err
 
+    def default_suites(self, artifact: Artifact) -> list[tuple[str, dict[str, Any]]]:
+        return [("shapes-fidelity", {})]
+
+    def demo_artifacts(self) -> list[DemoArtifact]:
+        """W8A8 and W4A8 UNets of the demo base, quantized with the defaults when ``make demo`` runs
+        (calibration takes a minute or two: nothing is shipped); the base's quality row beside them."""
+        quality = DemoArtifact.suites(("shapes-quality", {}))
+        return [
+            DemoArtifact("tiny-sd-shapes-w8a8", QuantizeConfig(weights="int8"), quality),
+            DemoArtifact("tiny-sd-shapes-w4a8", QuantizeConfig(weights="int4"), quality),
+        ]
+
     def train(
         self, base: str, config: QuantizeConfig, out: str | os.PathLike[str], **options: Any
     ) -> dict[str, Any]:
@@ -76,6 +88,7 @@ class QuantizeMethod(Method):
         from .calibrate import calibrate
         from .card import quantize_card
         from .model import quantize_weights
+        from .sensitivity import layer_sensitivity, pick_int8_layers
         from .serialization import check_sdnq_folder, save_activation_scales, save_sdnq_unet
 
         job = start_training(self.name, base, config, out, error=QuantizeError, **options)
@@ -85,22 +98,30 @@ class QuantizeMethod(Method):
                 f"{base} has no UNet2DConditionModel to quantize ({type(unet).__name__} found)"
             )
         layers = adaptable_layers(unet)
-        unknown = sorted(set(config.keep_float) - set(layers))
-        if unknown:
-            raise QuantizeError(f"--keep-float names no Linear/Conv2d of the UNet: {', '.join(unknown)}")
+        for flag, named in (("--keep-float", config.keep_float), ("--int8", config.int8_layers)):
+            unknown = sorted(set(named) - set(layers))
+            if unknown:
+                raise QuantizeError(f"{flag} names no Linear/Conv2d of the UNet: {', '.join(unknown)}")
+        float_bytes = sum(p.numel() * p.element_size() for p in unet.parameters())
         start = time.perf_counter()
         prompts = calibration_prompts(config, job.endpoint, job.token)
         stats = calibrate(
             job.pipe, layers, prompts, steps=config.calibration_steps,
             timestep_groups=config.timestep_groups, seed=config.seed, progress=options.get("progress", True),
         )  # fmt: skip
-        int8 = [p for p in config.int8_layers if p in layers] if config.bits < 8 else []
+        int8 = [p for p in config.int8_layers if p not in config.keep_float] if config.bits < 8 else []
         quantized = quantize_weights(
             layers, config.bits, config.groups, stats=stats, keep_float=config.keep_float,
             int8_layers=int8, clip_search=config.clip_search,
         )  # fmt: skip
+        sensitive: dict[str, float] = {}
+        if config.bits < 8 and config.int8_budget > 0:
+            sensitive = layer_sensitivity(unet, layers, quantized, stats, config.activations == "int8")
+            measured = pick_int8_layers(sensitive, quantized, int(config.int8_budget * float_bytes))
+            int8 += measured
+            raised = {p: layers[p] for p in measured}
+            quantized.update(quantize_weights(raised, 8, -1, stats=stats, clip_search=config.clip_search))
         seconds = time.perf_counter() - start
-        float_bytes = sum(p.numel() * p.element_size() for p in unet.parameters())
         facts = job.facts(
             sum(q.q.numel() for q in quantized.values()),
             sum(p.numel() for p in unet.parameters()),
@@ -111,6 +132,7 @@ class QuantizeMethod(Method):
             group_size=config.groups,
             float_layers=sorted(set(layers) - set(quantized)),
             int8_layers=int8,
+            most_sensitive={p: round(v, 6) for p, v in sorted(sensitive.items(), key=lambda kv: -kv[1])[:8]},
             calibration_prompts=len(prompts),
             timestep_bounds=stats.bounds,
             float_unet_bytes=float_bytes,

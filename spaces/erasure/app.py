@@ -31,6 +31,7 @@ from PIL import Image
 
 from hubkit.space_kit import (
     LoadError,
+    base_pipeline,
     env_list,
     first_line,
     hub_name,
@@ -86,10 +87,6 @@ def selection(repos: list[str] | str | None) -> list[str]:
     return repo_selection(repos, "SPM", MAX_SPMS)
 
 
-def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 # --------------------------------------------------------------------------------------------- model
 
 
@@ -108,14 +105,7 @@ class Eraser:
         wanted = base_model()
         if self.pipe is None or self.model != wanted:
             self.pipe, self.model, self.loaded = None, None, {}
-            try:
-                pipe = StableDiffusionPipeline.from_pretrained(wanted, token=hub_token())
-            except Exception as err:
-                raise LoadError(
-                    f"Cannot load the base model `{wanted}` from {hub_name()}: {first_line(err)}"
-                ) from err
-            pipe.set_progress_bar_config(disable=True)
-            self.pipe, self.model = pipe.to(_device()), wanted
+            self.pipe, self.model = base_pipeline(wanted, StableDiffusionPipeline), wanted
         return self.pipe
 
     @property

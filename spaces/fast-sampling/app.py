@@ -16,19 +16,29 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from typing import Any
 
 import gradio as gr
 import pandas as pd
-import torch
 from diffusers import StableDiffusionPipeline
 from hubkit.pipelines.lcm_lora import load_lcm_lora, unload_lcm_lora
-from huggingface_hub import HfApi
-from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from PIL import Image
 
-from hubkit.space_kit import LoadError, first_line, hub_name, hub_token, refused, repo_id
+from hubkit.space_kit import (
+    LoadError,
+    base_pipeline,
+    card_base_model,
+    empty_table,
+    enlarged,
+    first_line,
+    hub_name,
+    hub_token,
+    refused,
+    repo_id,
+    serve,
+    timed,
+    whole,
+)
 
 DEFAULT_LORA = "hubkit/lcm-lora-shapes"
 DEFAULT_BASE = "hubkit/tiny-sd-shapes"
@@ -85,23 +95,6 @@ def fallback_base() -> str:
     return _env("HUBKIT_BASE_REPO", DEFAULT_BASE)
 
 
-def base_of(lora: str) -> str | None:
-    """The ``base_model`` of the LoRA's card (None without one); LoadError when the repo cannot be read."""
-    try:
-        info = HfApi(token=hub_token()).model_info(lora)
-    except RepositoryNotFoundError as err:
-        raise LoadError(
-            f"Cannot load the LoRA `{lora}`: no such repo on {hub_name()} (or it is private and the Space's "
-            "token cannot see it)"
-        ) from err
-    except HfHubHTTPError as err:
-        raise LoadError(f"Cannot read the LoRA `{lora}` from {hub_name()}: {first_line(err)}") from err
-    found = getattr(info.card_data, "base_model", None) if info.card_data else None
-    if isinstance(found, list):
-        found = found[0] if len(found) == 1 else None
-    return found if isinstance(found, str) and found.strip() else None
-
-
 # --------------------------------------------------------------------------------------------- model
 
 
@@ -116,23 +109,13 @@ class Pair:
         self.lora: str | None = None
         self.settings: dict[str, Any] = {}
 
-    def _from_pretrained(self, base: str) -> Any:
-        try:
-            pipe = StableDiffusionPipeline.from_pretrained(base, token=hub_token())
-        except Exception as err:
-            raise LoadError(
-                f"Cannot load the base model `{base}` from {hub_name()}: {first_line(err)}"
-            ) from err
-        pipe.set_progress_bar_config(disable=True)
-        return pipe.to("cuda" if torch.cuda.is_available() else "cpu")
-
     def use_base(self, base: str) -> None:
         """Both pipelines of ``base``, loaded unless they are already (the student without a LoRA then)."""
         if base == self.base:
             return
         self.base = self.teacher = self.student = self.lora = None
-        teacher = self._from_pretrained(base)
-        self.student = self._from_pretrained(base)
+        teacher = base_pipeline(base, StableDiffusionPipeline)
+        self.student = base_pipeline(base, StableDiffusionPipeline)
         self.teacher, self.base, self.settings = teacher, base, {}
 
     def use_lora(self, lora: str) -> dict[str, Any]:
@@ -162,46 +145,13 @@ class Pair:
         try:
             with self.lock:
                 lora = repo_id(default_lora(), "LoRA")
-                self.use_base(base_of(lora) or fallback_base())
+                self.use_base(card_base_model(lora, "LoRA") or fallback_base())
                 self.use_lora(lora)
         except Exception as err:
             print(f"warm-up: {err}", flush=True)
 
 
 PAIR = Pair()
-
-
-def timed(pipe: Any, prompt: str, steps: int, guidance: float, seed: int) -> tuple[Image.Image, float]:
-    """One image of ``pipe`` for ``prompt`` from ``seed`` and the wall-clock seconds the call took."""
-    generator = torch.Generator().manual_seed(seed)
-    started = time.perf_counter()
-    out = pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, generator=generator)
-    seconds = time.perf_counter() - started
-    return out.images[0], seconds
-
-
-def enlarged(image: Image.Image) -> Image.Image:
-    """``image`` at ``SHOWN_PIXELS`` wide, every pixel a square (nearest neighbour)."""
-    return image.resize(
-        (SHOWN_PIXELS, round(SHOWN_PIXELS * image.height / image.width)), Image.Resampling.NEAREST
-    )
-
-
-def empty_table() -> pd.DataFrame:
-    """The timing table with its columns and no rows."""
-    dtypes = {name: "float64" if kind == "number" else "object" for name, kind in TABLE_TYPES.items()}
-    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in dtypes.items()})
-
-
-def _whole(value: float | int | str | None, default: int, low: int, high: int, what: str) -> int:
-    """``value`` (``default`` when empty) as an int; refused unless it is a whole number in [low, high]."""
-    try:
-        number = float(default if value is None or value == "" else value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not number.is_integer() or not low <= number <= high:
-        raise refused(f"{what} must be a whole number from {low} to {high}, got {value}.", "Bad input")
-    return int(number)
 
 
 def generate(
@@ -218,14 +168,14 @@ def generate(
     prompt = (prompt or "").strip()
     if not prompt:
         raise refused("Enter a prompt.", "No prompt")
-    steps = _whole(steps, STUDENT_STEPS[2], *STUDENT_STEPS[:2], "The student's steps")
-    teacher_steps = _whole(teacher_steps, TEACHER_STEPS[2], *TEACHER_STEPS[:2], "The teacher's steps")
-    seed = _whole(seed, 0, 0, 2**32 - 1, "The seed")
+    steps = whole(steps, STUDENT_STEPS[2], *STUDENT_STEPS[:2], "The student's steps")
+    teacher_steps = whole(teacher_steps, TEACHER_STEPS[2], *TEACHER_STEPS[:2], "The teacher's steps")
+    seed = whole(seed, 0, 0, 2**32 - 1, "The seed")
     with PAIR.lock:
         try:
             lora = repo_id((lora or "").strip() or default_lora(), "LoRA")
             typed = repo_id(base, "base model") if base and base.strip() else None
-            from_card = base_of(lora)  # also: does the LoRA repo exist at all?
+            from_card = card_base_model(lora, "LoRA")  # also: does the LoRA repo exist at all?
             base = typed or from_card or fallback_base()
             PAIR.use_base(base)
             settings = PAIR.use_lora(lora)
@@ -246,7 +196,7 @@ def generate(
         f"teacher's {teacher_steps} in {teacher_s:.2f} s · base `{base}` ({where}) · LoRA `{lora}` · "
         f"seed {seed}"
     )
-    return enlarged(teacher_image), enlarged(student_image), table, status
+    return enlarged(teacher_image, SHOWN_PIXELS), enlarged(student_image, SHOWN_PIXELS), table, status
 
 
 # ------------------------------------------------------------------------------------------------ UI
@@ -289,7 +239,7 @@ def build_demo() -> gr.Blocks:
             teacher = gr.Image(label="Teacher", elem_id="teacher-image", **shown)
             student = gr.Image(label="Student (LCM-LoRA)", elem_id="student-image", **shown)
         table = gr.Dataframe(
-            value=empty_table(),
+            value=empty_table(TABLE_TYPES),
             datatype=list(TABLE_TYPES.values()),
             interactive=False,
             label="Wall-clock seconds of each pipeline for this call",
@@ -310,10 +260,8 @@ demo = build_demo()
 
 
 def main() -> None:
-    """Serve the page on ``GRADIO_SERVER_NAME``:``GRADIO_SERVER_PORT``, loading the default LoRA meanwhile."""
-    threading.Thread(target=PAIR.warm_up, name="warm-up", daemon=True).start()
-    port = int(_env("GRADIO_SERVER_PORT", "7860"))
-    demo.launch(server_name=_env("GRADIO_SERVER_NAME", "127.0.0.1"), server_port=port)
+    """Serve the page, loading the default models meanwhile."""
+    serve(demo, PAIR.warm_up)
 
 
 if __name__ == "__main__":

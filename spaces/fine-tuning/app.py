@@ -35,6 +35,10 @@ from PIL import Image
 from hubkit.methods import Artifact, MethodError, method_for, read_hubkit_json
 from hubkit.space_kit import (
     LoadError,
+    base_pipeline,
+    device,
+    empty_table,
+    enlarged,
     env_list,
     first_line,
     hub_name,
@@ -135,10 +139,6 @@ def selection(repos: list[str] | str | None) -> list[str]:
     return repo_selection(repos, "adapter", MAX_ADAPTERS)
 
 
-def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 # --------------------------------------------------------------------------------------------- model
 
 
@@ -168,14 +168,7 @@ class Models:
         wanted = base_model()
         if self.pipe is None or self.model != wanted:
             self.pipe, self.model, self.adapters = None, None, {}
-            try:
-                pipe = DiffusionPipeline.from_pretrained(wanted, token=hub_token())
-            except Exception as err:
-                raise LoadError(
-                    f"Cannot load the base model `{wanted}` from {hub_name()}: {first_line(err)}"
-                ) from err
-            pipe.set_progress_bar_config(disable=True)
-            self.pipe, self.model = pipe.to(_device()), wanted
+            self.pipe, self.model = base_pipeline(wanted, DiffusionPipeline), wanted
         return self.pipe
 
     def _info(self, repo: str) -> ModelInfo:
@@ -228,7 +221,7 @@ class Models:
                 f"{first_line(err)})"
             ) from err
         pipe.set_progress_bar_config(disable=True)
-        return Loaded(repo, info.sha, method.name, pipe.to(_device()), settings, artifact.base_model)
+        return Loaded(repo, info.sha, method.name, pipe.to(device()), settings, artifact.base_model)
 
     def select(self, repos: list[str]) -> list[Loaded]:
         """The adapters of ``repos``, each at its repo's current commit: loaded when new or changed on the
@@ -257,24 +250,12 @@ MODELS = Models()
 # ----------------------------------------------------------------------------------------- generating
 
 
-def enlarged(image: Image.Image) -> Image.Image:
-    """``image`` at ``SHOWN_PIXELS`` wide, every pixel a square (nearest neighbour)."""
-    height = round(SHOWN_PIXELS * image.height / image.width)
-    return image.resize((SHOWN_PIXELS, height), Image.Resampling.NEAREST)
-
-
 def sample(pipe: Any, call: dict[str, Any], seeds: list[int]) -> tuple[list[Image.Image], float]:
     """One image per seed (each its own generator, so every image is reproducible alone) and the seconds."""
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     started = time.perf_counter()
     images = pipe(**call, num_images_per_prompt=len(seeds), generator=generators).images
     return images, time.perf_counter() - started
-
-
-def empty_table() -> pd.DataFrame:
-    """The table of models with its columns and no rows."""
-    dtypes = {name: "float64" if kind == "number" else "object" for name, kind in TABLE_TYPES.items()}
-    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in dtypes.items()})
 
 
 def colour_note(prompt: str) -> str:
@@ -338,7 +319,7 @@ def compare(
         results = [(name, used, *sample(pipe, used, seeds)) for name, pipe, used in columns]
     methods = {a.repo: a for a in loaded}
     gallery = [
-        (enlarged(shots[i]), f"{name} · seed {s}")
+        (enlarged(shots[i], SHOWN_PIXELS), f"{name} · seed {s}")
         for i, s in enumerate(seeds)
         for name, _used, shots, _seconds in results
     ]
@@ -436,7 +417,7 @@ def build_demo() -> gr.Blocks:
             elem_id="comparison-gallery",
         )
         table = gr.Dataframe(
-            value=empty_table(),
+            value=empty_table(TABLE_TYPES),
             datatype=list(TABLE_TYPES.values()),
             interactive=False,
             label="What each column used",

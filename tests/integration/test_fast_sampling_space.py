@@ -74,7 +74,7 @@ def test_app_imports_only_what_the_space_installs():
     from hubkit.cards import check_folder
 
     third_party = third_party_imports(SPACE / "app.py")
-    assert third_party == {"gradio", "pandas", "torch", "diffusers", "huggingface_hub", "PIL", "hubkit"}
+    assert third_party == {"gradio", "pandas", "diffusers", "PIL", "hubkit"}
     requirements = set((SPACE / "requirements.txt").read_text().split())
     assert third_party - {"gradio", "PIL"} | {"pillow", "peft"} <= requirements  # gradio: the sdk's
     assert check_folder(SPACE, repo_type="space") == []

@@ -210,7 +210,9 @@ def test_frechet_distance_known_answers() -> None:
 def test_image_fidelity_identical_images_hit_the_cap(images) -> None:
     metric = load_metric("image_fidelity")
     result = metric.compute(predictions=list(images[:8]), references=list(images[:8]))
-    assert result == {"psnr": 100.0, "psnr_min": 100.0, "ssim": 1.0, "identical": 1.0, "n": 8}
+    assert result == {
+        "psnr": 100.0, "psnr_median": 100.0, "psnr_min": 100.0, "ssim": 1.0, "identical": 1.0, "n": 8
+    }  # fmt: skip
 
 
 def test_image_fidelity_known_answers(images) -> None:
@@ -227,8 +229,9 @@ def test_image_fidelity_known_answers(images) -> None:
     assert worse["psnr"] < result["psnr"] and worse["ssim"] < result["ssim"]
     swapped = metric.compute(predictions=list(ref), references=list(noisy))
     assert swapped["ssim"] == pytest.approx(worse["ssim"], abs=1e-12)  # SSIM is symmetric
-    mixed = metric.compute(predictions=[ref[0], noisy[1]], references=[ref[0], ref[1]])
-    assert mixed["identical"] == 0.5 and mixed["psnr_min"] < 100.0
+    mixed = metric.compute(predictions=[ref[0], noisy[1], plus_one[2]], references=[ref[0], ref[1], ref[2]])
+    assert mixed["identical"] == pytest.approx(1 / 3) and mixed["psnr_min"] < 100.0
+    assert mixed["psnr_median"] == pytest.approx(20 * math.log10(255), abs=1e-9)  # the middle pair
     with pytest.raises(ValueError, match="sizes differ"):
         metric.compute(predictions=[ref[0]], references=[ref[0, :16]])
 

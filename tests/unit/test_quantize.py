@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 from hubkit.adapters.quantize.kernels import cpu_int8_support
+from hubkit.adapters.quantize.sensitivity import layer_sensitivity, pick_int8_layers
 from hubkit.adapters.quantize.serialization import (
     WEIGHTS_NAME,
     QuantizedFileError,
@@ -209,3 +210,23 @@ def test_calibrated_w8a8_tracks_the_float_trajectory_and_static_scales_follow_th
     finally:
         remove_quantized(pipe.unet, handle)
     assert _psnr(w8a8, reference) > 25 and _psnr(w4, reference) < _psnr(w8a8, reference)
+
+    # measured sensitivity on the calibration calls (one per timestep group, the first batch's)
+    assert len(stats.calls) == 4 and [int(t) for _, t, _ in stats.calls] == stats.bounds
+    int4 = quantize_weights(layers, 4, 32, stats=stats)
+    sensitivity = layer_sensitivity(pipe.unet, layers, int4, stats)
+    assert set(sensitivity) == set(layers) and all(v > 0 for v in sensitivity.values())
+    values = sorted(sensitivity.values())
+    assert values[-1] > 20 * values[len(values) // 2]  # a few layers matter far more than the typical one
+    assert torch.equal(sample(test), reference)  # measuring left the UNet float
+
+
+def test_int8_layers_are_picked_by_error_removed_per_byte_within_the_budget():
+    weights = {name: quantize_weight(torch.randn(64, 64), 4, 32) for name in ("a", "b", "c")}
+    weights["d"] = quantize_weight(torch.randn(64, 64), 8)  # already int8: never picked
+    extra = 64 * 64 + 64 * 4 - weights["a"].nbytes  # int8 values + scales, minus the int4 bytes
+    sensitivity = {"a": 1.0, "b": 3.0, "c": 2.0, "d": 9.0}
+    assert pick_int8_layers(sensitivity, weights, 2 * extra) == ["b", "c"]
+    assert pick_int8_layers(sensitivity, weights, extra - 1) == []
+    big = {**weights, "c": quantize_weight(torch.randn(64, 256), 4, 32)}  # 4x the bytes for 2/3 of b's gain
+    assert pick_int8_layers(sensitivity, big, 2 * extra) == ["b", "a"]

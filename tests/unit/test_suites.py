@@ -16,6 +16,7 @@ PINNED = {
         1,
         "sha256:b526cc9e6ea783142eb1020a44aaec744e51d4d4cfc6e51a0a5d69da5d63edfb",
     ),
+    "shapes-fidelity": (1, "sha256:0c2d534c35de33ba8c3a8806deed8e91e96385e1fcdc25f7000da7a15213fec0"),
     "shapes-heldout": (1, "sha256:2b8dabde8695a88c5a22752cff54f769a21b444c2385672b78302aed1d6ce972"),
     "shapes-paraphrase": (1, "sha256:ff5fbe30231ff6e123d2a977e6f16fc08fc8f613e51f556aa1c3aae0cb730075"),
     "shapes-quality": (1, "sha256:9580eae7feed51fd175a692a451efbe7754511fa33fc051ebbf4d57484a4a77e"),

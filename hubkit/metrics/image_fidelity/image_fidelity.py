@@ -14,8 +14,8 @@ PSNR_CAP_DB = 100.0
 """PSNR of identical images (MSE = 0) is infinite; it is reported as this cap so results stay valid JSON."""
 
 _DESCRIPTION = """\
-Mean per-pair PSNR (dB, data range 255) and SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5,
-K1 = 0.01, K2 = 0.03, per RGB channel then averaged, valid region only; equal to scikit-image's
+Mean and median per-pair PSNR (dB, data range 255) and mean SSIM (Wang et al. 2004: 11x11 Gaussian window,
+sigma 1.5, K1 = 0.01, K2 = 0.03, per RGB channel then averaged, valid region only; equal to scikit-image's
 structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)).
 Identical pairs have infinite PSNR; each is counted at the 100 dB cap and `identical` gives their share.
 """
@@ -26,6 +26,7 @@ Args:
     references (list of images): reference images of the same size, same prompts and seeds, same order.
 Returns:
     psnr (float): mean per-pair PSNR in dB, each pair capped at 100 dB (identical images).
+    psnr_median (float): the median pair's PSNR (a few pairs whose trajectories diverge move the mean a lot).
     psnr_min (float): the worst pair's PSNR.
     ssim (float): mean per-pair SSIM in [-1, 1] (1 for identical images).
     identical (float): share of pairs that are pixel-identical.
@@ -33,7 +34,7 @@ Returns:
 Examples:
     >>> m = evaluate.load("image_fidelity.py")
     >>> m.compute(predictions=[img], references=[img])
-    {'psnr': 100.0, 'psnr_min': 100.0, 'ssim': 1.0, 'identical': 1.0, 'n': 1}
+    {'psnr': 100.0, 'psnr_median': 100.0, 'psnr_min': 100.0, 'ssim': 1.0, 'identical': 1.0, 'n': 1}
 """
 
 _CITATION = """\
@@ -116,6 +117,7 @@ class ImageFidelity(evaluate.Metric):
             ssims.append(ssim(x, y))
         return {
             "psnr": float(np.mean(psnrs)),
+            "psnr_median": float(np.median(psnrs)),
             "psnr_min": float(np.min(psnrs)),
             "ssim": float(np.mean(ssims)),
             "identical": identical / len(psnrs),
