@@ -1,0 +1,98 @@
+"""RECE's closed forms on the tiny UNet's own cross-attention projections: the edit maps the concept onto the
+surrogate and keeps what it must preserve, the regenerating embedding undoes a weak edit, the LoRA export is
+exact at the rank the edit has."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hubkit.adapters.rece import (
+    RECEError,
+    closed_form_edit,
+    cross_attention_projections,
+    delta_to_lora,
+    regenerating_embedding,
+)
+from torch import nn
+
+
+@pytest.fixture(scope="module")
+def projections():
+    from hubkit.world.base_model import assemble_pipeline
+
+    return cross_attention_projections(assemble_pipeline().unet)
+
+
+def _embeddings(n: int, d: int, seed: int) -> torch.Tensor:
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+
+
+def test_only_cross_attention_keys_and_values_are_edited(projections):
+    assert projections and all(p.endswith(("attn2.to_k", "attn2.to_v")) for p in projections)
+    assert len({p.rsplit(".", 1)[0] for p in projections}) * 2 == len(projections)
+    with pytest.raises(RECEError, match="no cross-attention"):
+        cross_attention_projections(nn.Sequential(nn.Linear(4, 4)))
+
+
+def test_edit_maps_the_concept_to_the_surrogate_and_preserves_the_rest(projections):
+    w = next(iter(projections.values())).weight.detach()
+    d = w.shape[1]
+    concept, surrogate = _embeddings(3, d, 0), _embeddings(3, d, 1)
+    preserve = _embeddings(40, d, 2)
+    edited = closed_form_edit(w, concept, surrogate, preserve, preserve_scale=10.0, ridge=1e-3)
+    target, before = surrogate @ w.T, concept @ w.T
+    moved = float((concept @ edited.T - target).norm() / (before - target).norm())
+    assert moved < 1e-3  # the concept now reads as the surrogate
+    kept = float((preserve @ edited.T - preserve @ w.T).norm() / (preserve @ w.T).norm())
+    assert kept < 1e-3
+    unrelated = _embeddings(20, d, 3)  # directions no row constrains stay as they were
+    drift = float((unrelated @ (edited - w).T).norm() / (unrelated @ w.T).norm())
+    assert drift < 0.5
+    assert torch.linalg.matrix_rank((edited - w).double(), rtol=1e-6) <= 3  # rank ≤ erased rows
+
+
+def test_regenerating_embedding_finds_the_concept_again_on_a_weak_edit(projections):
+    key, value = [p.weight.detach() for p in list(projections.values())[:2]]
+    d = key.shape[1]
+    concept, surrogate, preserve = _embeddings(1, d, 4), _embeddings(1, d, 5), _embeddings(30, d, 6)
+    edited = [closed_form_edit(w, concept, surrogate, preserve, ridge=1e-3) for w in (key, value)]
+    found = regenerating_embedding(edited, [key, value], concept, ridge=1e-4)
+
+    def miss(e):  # how far e's keys and values on the edited model are from the concept's on the original
+        return sum(float((e @ a.T - concept @ b.T).norm()) for a, b in zip(edited, (key, value), strict=True))
+
+    assert found.shape == concept.shape
+    assert miss(found) < 0.5 * miss(concept)  # the edit is undone by another input: RECE erases that too
+    again = [
+        closed_form_edit(
+            w, torch.cat([concept, found]), torch.cat([surrogate, surrogate]), preserve, ridge=1e-3
+        )
+        for w in (key, value)
+    ]
+    after = sum(float((found @ a.T - concept @ b.T).norm()) for a, b in zip(again, (key, value), strict=True))
+    assert after > 2 * miss(found)  # once erased as well, it no longer regenerates the concept
+
+
+def test_delta_exports_exactly_as_a_lora_of_the_edit_rank(projections):
+    w = next(iter(projections.values())).weight.detach()
+    d = w.shape[1]
+    edited = closed_form_edit(w, _embeddings(2, d, 7), _embeddings(2, d, 8), _embeddings(10, d, 9))
+    delta = edited - w
+    down, up = delta_to_lora(delta)
+    assert down.shape == (2, d) and up.shape == (w.shape[0], 2)  # two erased rows: rank 2
+    assert torch.allclose(up @ down, delta, atol=1e-6 * float(delta.abs().max()) + 1e-7)
+    with pytest.raises(RECEError, match="changes nothing"):
+        delta_to_lora(torch.zeros(4, 4))
+
+
+def test_bad_embeddings_are_clear_errors(projections):
+    w = next(iter(projections.values())).weight.detach()
+    d = w.shape[1]
+    with pytest.raises(RECEError, match=f"the projection reads {d}"):
+        closed_form_edit(w, torch.randn(1, d + 1), torch.randn(1, d + 1), torch.randn(2, d))
+    with pytest.raises(RECEError, match="as many surrogate rows"):
+        closed_form_edit(w, torch.randn(2, d), torch.randn(1, d), torch.randn(2, d))
+    with pytest.raises(RECEError, match="nothing to erase"):
+        closed_form_edit(w, torch.zeros(0, d), torch.zeros(0, d), torch.randn(2, d))
+    with pytest.raises(RECEError, match="ridge > 0"):
+        closed_form_edit(w, torch.randn(1, d), torch.randn(1, d), torch.zeros(0, d), ridge=0.0)
