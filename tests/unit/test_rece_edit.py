@@ -96,3 +96,45 @@ def test_bad_embeddings_are_clear_errors(projections):
         closed_form_edit(w, torch.zeros(0, d), torch.zeros(0, d), torch.randn(2, d))
     with pytest.raises(RECEError, match="ridge > 0"):
         closed_form_edit(w, torch.randn(1, d), torch.randn(1, d), torch.zeros(0, d), ridge=0.0)
+
+
+def test_erasing_red_on_the_tiny_pipeline_keeps_the_shapes_and_the_other_colours():
+    import numpy as np
+    from hubkit.adapters.rece import aligned_rows, erase
+
+    from hubkit.world.base_model import assemble_pipeline
+    from hubkit.world.judge import load_judge
+    from hubkit.world.shapes import SHAPES, trained_pairs
+
+    pipe, judge = assemble_pipeline(), load_judge()
+    pipe.set_progress_bar_config(disable=True)
+    red, gray = [f"a red {s}" for s in SHAPES], [f"a gray {s}" for s in SHAPES]
+    others = [
+        f"a {c} {s}"
+        for c, s in zip(("green", "blue", "yellow", "purple", "orange", "cyan"), SHAPES, strict=True)
+    ]
+
+    def labels(prompts):
+        g = [torch.Generator().manual_seed(0) for _ in prompts]
+        images = pipe(prompts, num_inference_steps=20, generator=g, output_type="np").images
+        return judge.predict((np.asarray(images) * 255).round().astype(np.uint8))
+
+    preserve = [f"a {c} {s}" for s, c in trained_pairs() if c != "red"]
+    deltas = erase(pipe, red, gray, preserve, rounds=1)
+    projections = cross_attention_projections(pipe.unet)
+    assert set(deltas) == set(projections)
+    before, kept_before = labels(red), labels(others)
+    with torch.no_grad():
+        for path, module in projections.items():
+            module.weight += deltas[path]
+    after, kept = labels(red), labels(others)
+    assert before["colour"].count("red") >= 5 and after["colour"].count("red") == 0
+    assert sum(a == b for a, b in zip(after["shape"], SHAPES, strict=True)) >= 4  # the shapes stay
+    right = [
+        sum(c == p.split()[1] for c, p in zip(k["colour"], others, strict=True)) for k in (kept_before, kept)
+    ]
+    assert right[1] >= right[0] - 1, (kept_before, kept)  # other colours stay (at most one image changes)
+    with pytest.raises(RECEError, match="same token length"):
+        aligned_rows(pipe, ["a red circle"], ["a circle"])
+    with pytest.raises(RECEError, match="the concept itself"):
+        aligned_rows(pipe, ["a red circle"], ["a red circle"])
