@@ -89,13 +89,13 @@ def calibrate(
 
         return hook
 
-    def on_unet(module, args, kwargs):
+    def on_unet(module, args, kwargs):  # runs after the clock's hook: clock.group is this call's group
+        if clock.group != len(stats.calls):  # keep the first call of each group, once
+            return
         t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
-        group = len(stats.calls)
-        if group < len(stats.bounds) and float(torch.as_tensor(t).reshape(-1)[0]) <= stats.bounds[group]:
-            sample = kwargs.get("sample", args[0] if args else None)
-            text = kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
-            stats.calls.append((sample.detach().clone(), torch.as_tensor(t).clone(), text.detach().clone()))
+        sample = kwargs.get("sample", args[0] if args else None)
+        text = kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
+        stats.calls.append((sample.detach().clone(), torch.as_tensor(t).clone(), text.detach().clone()))
 
     handles = [clock.attach(pipe.unet), pipe.unet.register_forward_pre_hook(on_unet, with_kwargs=True)]
     for path, module in layers.items():
