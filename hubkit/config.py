@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
-__all__ = ["FineTuneConfig", "JSONConfig", "LayerFineTuneConfig"]
+__all__ = ["FineTuneConfig", "JSONConfig", "LayerFineTuneConfig", "erasure_concepts"]
 
 C = TypeVar("C", bound="JSONConfig")
 PRIOR_TARGETS = ("data", "base")
@@ -31,6 +31,17 @@ class JSONConfig:
         if unknown:
             raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
         return cls(**data)
+
+
+def erasure_concepts(concepts: list[str], preserve: list[str], method: str) -> tuple[list[str], list[str]]:
+    """An erasure config's concepts and preserved concepts, stripped; ValueError for none to erase, an empty
+    one, or a preserved concept that is also erased."""
+    concepts, preserve = [c.strip() for c in concepts], [c.strip() for c in preserve]
+    if not concepts or any(not c for c in concepts):
+        raise ValueError(f"{method} needs at least one non-empty concept to erase (got {concepts!r})")
+    if any(not c for c in preserve) or set(preserve) & set(concepts):
+        raise ValueError(f"preserve must name non-empty concepts other than the erased ones ({preserve!r})")
+    return concepts, preserve
 
 
 @dataclass

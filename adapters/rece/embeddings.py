@@ -1,8 +1,9 @@
 """The rows RECE's closed forms take, from a pipeline's own text encoder, and the whole erasure of a concept.
 
-A concept prompt and its surrogate prompt must tokenize to the same length: the edit maps the concept's
-output embedding at each token position onto the surrogate's at the same position (so "a red circle" goes to
-"a gray circle", every position of the sequence the cross-attention reads).
+A concept prompt and its surrogate prompt of the same token length are aligned position by position ("a red
+circle" onto "a gray circle": every position of the sequence the cross-attention reads). Prompts of other
+lengths ("red" onto "") are aligned as UCE does: from each prompt's last word to the end of the padded
+sequence (the positions that summarise the prompt), cut to the same count.
 """
 
 from __future__ import annotations
@@ -29,28 +30,72 @@ def _token_ids(pipe: Any, prompts: Sequence[str]) -> list[list[int]]:
     ]
 
 
+def _aligned_positions(concept: int, surrogate: int, width: int) -> tuple[slice, slice]:
+    """Which token positions of a concept prompt (``concept`` tokens with its specials) meet which of its
+    surrogate's, in sequences padded to ``width``."""
+    if concept == surrogate:
+        return slice(0, width), slice(0, width)
+    last_c, last_s = max(concept - 2, 0), max(surrogate - 2, 0)  # the last word ([CLS] for an empty prompt)
+    n = width - max(last_c, last_s)
+    return slice(last_c, last_c + n), slice(last_s, last_s + n)
+
+
+def check_vocabulary(pipe: Any, concepts: Sequence[str]) -> None:
+    """RECEError for a concept word the text encoder's tokenizer does not have as a word: it reads as the
+    unknown token, or only as sub-word pieces (a typo erases nothing anyone types)."""
+    tokenizer = pipe.tokenizer
+    vocabulary = tokenizer.get_vocab()
+    for concept in concepts:
+        for word in concept.split():
+            pieces = tokenizer.tokenize(word)
+            if len(pieces) == 1 and pieces[0] in vocabulary and pieces[0] != tokenizer.unk_token:
+                continue
+            raise RECEError(
+                f"concept {concept!r}: {word!r} is not in the text encoder's vocabulary (it reads as "
+                f"{' + '.join(pieces) or 'nothing'}); check the spelling, or allow unknown words "
+                "(--allow-unknown-words) to erase it as spelled"
+            )
+
+
 def aligned_rows(
     pipe: Any, concept_prompts: Sequence[str], surrogate_prompts: Sequence[str]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(erase rows, surrogate rows), position by position; RECEError for a surrogate prompt that is the
-    concept prompt, tokenizes to another length, or a concept word the tokenizer does not know."""
+    """(erase rows, surrogate rows), position by position (see the module's docstring); RECEError for a
+    surrogate prompt that is the concept prompt, or a concept that reads as the unknown token."""
     if len(concept_prompts) != len(surrogate_prompts) or not concept_prompts:
         raise RECEError("every concept prompt needs one surrogate prompt")
     unknown = getattr(pipe.tokenizer, "unk_token_id", None)
     ids = _token_ids(pipe, concept_prompts), _token_ids(pipe, surrogate_prompts)
-    for concept, surrogate, c_ids, s_ids in zip(concept_prompts, surrogate_prompts, *ids, strict=True):
+    for concept, surrogate, c_ids in zip(concept_prompts, surrogate_prompts, ids[0], strict=True):
         if concept.strip() == surrogate.strip():
             raise RECEError(f"the surrogate of {concept!r} is the concept itself: nothing would be erased")
         if unknown is not None and unknown in c_ids:
-            raise RECEError(f"{concept!r} has a word the text encoder's vocabulary does not know")
-        if len(c_ids) != len(s_ids):
             raise RECEError(
-                f"{concept!r} is {len(c_ids)} tokens and its surrogate {surrogate!r} {len(s_ids)}: pick a "
-                "surrogate of the same token length"
+                f"{concept!r} has a word the text encoder's vocabulary does not know (it reads as "
+                f"{pipe.tokenizer.unk_token}): RECE cannot find the concept's embedding"
             )
     concept_rows, surrogate_rows = prompt_rows(pipe, concept_prompts), prompt_rows(pipe, surrogate_prompts)
-    d = concept_rows.shape[-1]
-    return concept_rows.reshape(-1, d), surrogate_rows.reshape(-1, d)
+    width = concept_rows.shape[1]
+    erase_rows, target_rows = [], []
+    for n, (c_ids, s_ids) in enumerate(zip(*ids, strict=True)):
+        at_c, at_s = _aligned_positions(len(c_ids), len(s_ids), width)
+        erase_rows.append(concept_rows[n, at_c])
+        target_rows.append(surrogate_rows[n, at_s])
+    return torch.cat(erase_rows), torch.cat(target_rows)
+
+
+def context_templates(
+    pipe: Any, templates: Sequence[str], count: int, seed: int, exclude: Sequence[str]
+) -> list[str]:
+    """``templates`` plus, for each, ``count`` copies with 1–3 random vocabulary words in front (words of
+    ``exclude`` left out): the concept in contexts no template names, data-free and seeded."""
+    from hubkit.vocabulary import random_phrase, vocabulary_words
+
+    if count == 0:
+        return list(templates)
+    words = vocabulary_words(pipe.tokenizer, exclude)
+    generator = torch.Generator().manual_seed(seed)
+    return [*templates, *(f"{random_phrase(words, generator)} {t}" for t in templates for _ in range(count))]
 
 
 def erase(
@@ -68,8 +113,9 @@ def erase(
     concept on the model edited so far. The UNet is not changed."""
     projections = cross_attention_projections(pipe.unet)
     erase_rows, target_rows = aligned_rows(pipe, concept_prompts, surrogate_prompts)
-    preserve = prompt_rows(pipe, preserve_prompts)
-    preserve = preserve.reshape(-1, preserve.shape[-1])
+    width = erase_rows.shape[-1]
+    preserve = prompt_rows(pipe, preserve_prompts) if preserve_prompts else erase_rows.new_zeros(0, width)
+    preserve = preserve.reshape(-1, width)
     original = {p: m.weight.detach() for p, m in projections.items()}
     concept, surrogate = erase_rows, target_rows
     for round_ in range(rounds + 1):

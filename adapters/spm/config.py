@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hubkit.config import JSONConfig
+from hubkit.config import JSONConfig, erasure_concepts
 
 __all__ = ["DEFAULT_TEMPLATES", "SPMConfig"]
 
@@ -84,9 +84,7 @@ class SPMConfig(JSONConfig):
     seed: int = field(default=0, metadata={"help": "Random seed."})
 
     def __post_init__(self) -> None:
-        self.concepts = [c.strip() for c in self.concepts]
-        if not self.concepts or any(not c for c in self.concepts):
-            raise ValueError(f"an SPM needs at least one non-empty concept to erase (got {self.concepts!r})")
+        self.concepts, self.preserve = erasure_concepts(self.concepts, self.preserve, "an SPM")
         if not self.templates or any("{}" not in t for t in self.templates):
             raise ValueError(f"every template must contain '{{}}' for the concept (got {self.templates!r})")
         if self.rank < 1:
@@ -99,10 +97,5 @@ class SPMConfig(JSONConfig):
             raise ValueError(f"anchor_source must be 'gaussian' or 'vocabulary', got {self.anchor_source!r}")
         if self.anchoring_strength < 0 or self.anchors_per_step < 0:
             raise ValueError("anchoring_strength and anchors_per_step must be >= 0")
-        self.preserve = [c.strip() for c in self.preserve]
-        if any(not c for c in self.preserve) or set(self.preserve) & set(self.concepts):
-            raise ValueError(
-                f"preserve must name non-empty concepts other than the erased ones (got {self.preserve!r})"
-            )
         if self.preserve and self.anchoring_strength == 0:
             raise ValueError("preserve needs latent anchoring (anchoring_strength > 0)")

@@ -90,24 +90,19 @@ class SPMMethod(Method):
     def demo_artifacts(self) -> list[DemoArtifact]:
         """SPMs erasing red (keeping purple, which is red + blue) and triangle, with the base model's erasure
         rows beside them."""
+        from hubkit.leaderboard.suite import erasure_suites
+
         return [
             DemoArtifact(
                 f"spm-{concept}",
                 SPMConfig(concepts=[concept], preserve=preserve),
-                DemoArtifact.suites(("shapes-erasure", {"concept": concept})),
+                DemoArtifact.suites(*erasure_suites([concept])),
             )
             for concept, preserve in (("red", ["purple"]), ("triangle", []))
         ]
 
     def default_suites(self, artifact: Artifact) -> list[tuple[str, dict[str, Any]]]:
-        """Quality, plus the erasure suite for each erased concept the suite knows."""
-        from hubkit.leaderboard.suite import SuiteError, load_suite
+        """Quality, plus the erasure and attack suites for each erased concept the suites know."""
+        from hubkit.leaderboard.suite import erasure_suites
 
-        suites: list[tuple[str, dict[str, Any]]] = [("shapes-quality", {})]
-        for concept in self.concepts(artifact):
-            try:
-                load_suite("shapes-erasure", {"concept": concept})
-            except SuiteError:
-                continue  # not a concept of the reference world
-            suites.append(("shapes-erasure", {"concept": concept}))
-        return suites
+        return [("shapes-quality", {}), *erasure_suites(self.concepts(artifact))]

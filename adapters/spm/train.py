@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from hubkit.training import StepContext, TrainingStep, run_training, settings_from_config
+from hubkit.vocabulary import random_phrase, vocabulary_words
 
 from .config import SPMConfig
 from .model import SPMNetwork, check_pipeline
@@ -66,20 +67,6 @@ def random_anchors(target: torch.Tensor, count: int, generator: torch.Generator)
     return torch.stack(anchors).to(target.dtype)
 
 
-def vocabulary_words(tokenizer: Any, exclude: list[str]) -> list[str]:
-    """Whole alphabetic words of the tokenizer's vocabulary, minus the words of the concepts to erase."""
-    banned = {w.lower() for text in exclude for w in text.split()}
-    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
-    words = sorted(
-        w.removesuffix("</w>")
-        for w in vocab
-        if w.removesuffix("</w>").isalpha()
-        and w.removesuffix("</w>").isascii()
-        and len(w.removesuffix("</w>")) >= 3
-    )
-    return [w for w in dict.fromkeys(words) if w.lower() not in banned]
-
-
 def vocabulary_anchors(
     pipe: Any,
     words: list[str],
@@ -93,9 +80,7 @@ def vocabulary_anchors(
     anchors: list[torch.Tensor] = []
     flat_target = target.flatten().float().cpu()
     while len(anchors) < count:
-        n = int(torch.randint(1, 4, (), generator=generator))
-        picks = torch.randint(len(words), (n,), generator=generator).tolist()
-        emb = _encode(pipe, [" ".join(words[i] for i in picks)], device)[0]
+        emb = _encode(pipe, [random_phrase(words, generator)], device)[0]
         accept = 1.0 - F.cosine_similarity(flat_target, emb.flatten().float().cpu(), dim=0).clamp(min=0.0)
         if torch.rand((), generator=generator) < accept:
             anchors.append(emb)

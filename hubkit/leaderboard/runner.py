@@ -7,6 +7,7 @@ from a fixed order, so the numbers reproduce to float precision on the same mach
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import resource
@@ -44,6 +45,7 @@ class _Batch:
     baseline_seconds: float | None
     peak_memory_bytes: int
     baseline_images: np.ndarray | None = None  # the baseline's images of the same prompts and seeds
+    attack: dict[str, Any] | None = None  # an attacked prompt's batch: what the attack found and spent
 
 
 @dataclass
@@ -75,6 +77,14 @@ def _batches(items: list[_Item], size: int) -> Iterator[list[_Item]]:
             yield of_point[start : start + size]
 
 
+def _by_prompt(items: list[_Item]) -> Iterator[list[_Item]]:
+    """One batch per (sweep point, group, prompt): an attack runs once per prompt, for all its seeds."""
+    keys: dict[tuple[int, str, str], list[_Item]] = {}
+    for item in items:
+        keys.setdefault((item.point, item.group, item.prompt.text), []).append(item)
+    yield from keys.values()
+
+
 class _UnetCounter:
     """Counts UNet input rows (one row = one image at one step, per guidance branch)."""
 
@@ -98,10 +108,42 @@ def _peak_memory_bytes(device: torch.device) -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def _call(pipe, items: list[_Item], settings: dict[str, Any]) -> np.ndarray:
+def _call(pipe, items: list[_Item], settings: dict[str, Any], **conditioning: Any) -> np.ndarray:
+    """The items' images, each from its own seed; ``conditioning`` replaces the items' prompts."""
     generators = [torch.Generator("cpu").manual_seed(item.seed) for item in items]
-    out = pipe(prompt=[i.prompt.text for i in items], generator=generators, output_type="np", **settings)
+    conditioning = conditioning or {"prompt": [i.prompt.text for i in items]}
+    out = pipe(generator=generators, output_type="np", **conditioning, **settings)
     return (np.clip(out.images, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+ATTACK_IMAGES = 8
+"""Real images of an attacked prompt's pair that the attack's denoising loss reads."""
+
+
+def _attacked_batch(pipe, suite: Suite, items: list[_Item], settings: dict[str, Any], counter) -> _Batch:
+    """One attacked prompt: the attack (seeded by the suite and the prompt's place in its group), then its
+    seeds' images under the conditioning found. The attack's UNet rows are counted apart from the images'."""
+    from hubkit.leaderboard.attacks import attack_prompt
+
+    item = items[0]
+    spec = suite.attacks[item.group]
+    spec = dataclasses.replace(spec, seed=spec.seed + suite.groups[item.group].index(item.prompt))
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    images = _reference_images([item.prompt], ATTACK_IMAGES, spec.seed, size)
+    before = counter.rows
+    found = attack_prompt(pipe, item.prompt.text, images, spec)
+    attack_rows = counter.rows - before
+    start = time.perf_counter()
+    generated = _call(pipe, items, settings, **found.call_kwargs(len(items)))
+    seconds = time.perf_counter() - start
+    attack = {
+        "prompt": found.prompt if found.prompt_embeds is None else f"soft prompt from {found.prompt!r}",
+        "unet_evals": attack_rows,
+        "loss": [round(found.loss_before, 5), round(found.loss_after, 5)],
+    }
+    rows = counter.rows - before - attack_rows
+    device = torch.device(getattr(pipe, "device", "cpu"))
+    return _Batch(items, generated, rows, seconds, None, _peak_memory_bytes(device), attack=attack)
 
 
 def _generate(
@@ -117,8 +159,12 @@ def _generate(
         baseline_pipe.set_progress_bar_config(disable=True)
     batches = []
     bar = tqdm(total=len(items), desc=f"{suite.key}: generating", unit="img", disable=not progress)
+    plain = [i for i in items if i.group not in suite.attacks]
     try:
-        for chunk in _batches(items, suite.batch_size):
+        for chunk in _by_prompt([i for i in items if i.group in suite.attacks]):
+            batches.append(_attacked_batch(pipe, suite, chunk, points[chunk[0].point], counter))
+            bar.update(len(chunk))
+        for chunk in _batches(plain, suite.batch_size):
             rows_before = counter.rows
             start = time.perf_counter()
             images = _call(pipe, chunk, points[chunk[0].point])
@@ -271,6 +317,12 @@ class _Rows:
     def _peak_memory_bytes(self) -> list[int]:
         return [b.peak_memory_bytes for b in self._batches]
 
+    def _attack_unet_evals(self) -> list[float]:
+        found = [next(b for b in self._batches if self.scorer.items[n] in b.items).attack for n in self.rows]
+        if any(a is None for a in found):
+            raise ValueError(f"metric {self.spec.metric}: the suite does not attack group {self.spec.group}")
+        return [float(a["unet_evals"]) for a in found]
+
     def _artifact_facts(self) -> dict[str, int]:
         return dict(self.artifact_facts)
 
@@ -296,6 +348,17 @@ def _samples(scorer: _Scorer, points: list[dict[str, Any]]) -> list[dict[str, An
             }
         )
     return rows
+
+
+def _attack_settings(suite: Suite, batches: list[_Batch]) -> dict[str, Any]:
+    """Per attacked group: the attack's settings and, per prompt, what it found and its loss before/after."""
+    found: dict[str, Any] = {
+        group: {**dataclasses.asdict(spec), "found": {}} for group, spec in suite.attacks.items()
+    }
+    for batch in batches:
+        if batch.attack is not None:
+            found[batch.items[0].group]["found"][batch.items[0].prompt.text] = batch.attack
+    return found
 
 
 def run_suite(
@@ -341,6 +404,7 @@ def run_suite(
         **({"sweep": suite.sweep} if swept else {}),
         **(points[0] if not swept else {k: v for k, v in points[0].items() if k not in suite.sweep}),
         **({"baseline": suite.baseline} if suite.baseline else {}),
+        **({"attacks": _attack_settings(suite, batches)} if suite.attacks else {}),
     }
     return SuiteResult(
         metrics=metrics,

@@ -28,6 +28,7 @@ __all__ = [
     "Suite",
     "SuiteError",
     "available_suites",
+    "erasure_suites",
     "load_suite",
     "suite_files",
     "suite_key",
@@ -102,6 +103,7 @@ class Suite:
     metrics: list[MetricSpec]
     digest: str
     plots: tuple[PlotSpec, ...] = ()
+    attacks: dict[str, Any] = field(default_factory=dict)  # group → AttackSpec: its images are attacked
 
     @property
     def key(self) -> str:
@@ -204,6 +206,11 @@ def load_suite(name_or_path: str | Path, params: dict[str, str] | None = None) -
         group: _expand(name, group, spec, seeds, context) for group, spec in dict(data["groups"]).items()
     }
     metrics = [_metric(name, spec, groups, context) for spec in data["metrics"]]
+    attacks = {
+        group: _attack(name, group, spec["attack"])
+        for group, spec in dict(data["groups"]).items()
+        if "attack" in spec
+    }
     sweep = {str(k): list(v) for k, v in (data.get("sweep") or {}).items()}
     plots = _plots(name, data.get("plots"), metrics, sorted(declared), next(iter(sweep), None))
     return Suite(
@@ -219,7 +226,35 @@ def load_suite(name_or_path: str | Path, params: dict[str, str] | None = None) -
         metrics=metrics,
         digest=_digest(data, params, groups),
         plots=plots,
+        attacks=attacks,
     )
+
+
+def _attack(suite: str, group: str, spec: Any) -> Any:
+    from hubkit.leaderboard.attacks import AttackSpec
+
+    try:
+        return AttackSpec.from_json(spec, f"suite {suite}, group {group}")
+    except (TypeError, ValueError) as err:
+        raise SuiteError(str(err)) from err
+
+
+ERASURE_SUITES = ("shapes-erasure", "shapes-attack")
+"""What every erasure artifact is ranked on, per erased concept: erasure and leakage, then robustness."""
+
+
+def erasure_suites(concepts: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """``(suite, {"concept": c})`` of :data:`ERASURE_SUITES` for each concept the suites know (an erasure
+    method's ``default_suites``); concepts outside the reference world are left out."""
+    found = []
+    for concept in concepts:
+        for name in ERASURE_SUITES:
+            try:
+                load_suite(name, {"concept": concept})
+            except SuiteError:
+                continue  # not a concept of the reference world (or the suite is not installed)
+            found.append((name, {"concept": concept}))
+    return found
 
 
 def _context(data: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:

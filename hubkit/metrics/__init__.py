@@ -34,6 +34,7 @@ METRICS: dict[str, Path] = {
         "frechet_distance",
         "image_fidelity",
         "sampling_cost",
+        "attack_success",
     )
 }
 """Metric name → its module folder (``<folder>/<name>.py`` is the script ``evaluate.load`` runs)."""
@@ -49,6 +50,7 @@ INPUT_SOURCES = {
     "wall_time_s": "seconds per batch",
     "baseline_wall_time_s": "the suite baseline's seconds per batch, timed right after",
     "peak_memory_bytes": "peak memory per batch",
+    "attack_unet_evals": "UNet input rows the attack spent on each image's prompt (attacked groups)",
     "artifact_facts": "the artifact's size facts (artifact_bytes, parameters), as keyword arguments",
 }
 """What a suite can feed a metric: ``{"inputs": {"<compute argument>": "<source>"}}`` in a suite's metric
@@ -59,6 +61,7 @@ METRIC_INPUTS: dict[str, dict[str, str]] = {
     "concept_presence": {"predictions": "judged_labels"},
     "frechet_distance": {"predictions": "features", "reference_features": "reference_features"},
     "image_fidelity": {"predictions": "images", "references": "baseline_images"},
+    "attack_success": {"predictions": "judged_labels", "attack_unet_evals": "attack_unet_evals"},
     "sampling_cost": {
         "unet_evals": "unet_evals",
         "wall_time_s": "wall_time_s",

@@ -143,7 +143,8 @@ def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
         # One method exercises the generic flow (publish or reuse, evaluate beside the base, plots, Space);
         # every other method's artifacts are tested end to end in its own *_hub test. Each method added here
         # costs minutes of `make test` on one core (this test is its critical path: 711 s with two methods).
-        "HUBKIT_DEMO_METHODS": "spm",
+        # RECE: its artifact is computed in seconds and ranked on three suites (quality, erasure, attack).
+        "HUBKIT_DEMO_METHODS": "rece",
     }
     env = {k: v for k, v in {**os.environ, **env}.items() if v != ""}
     run = {"capture_output": True, "text": True, "env": env, "timeout": 1500, "cwd": tmp_path}
@@ -156,16 +157,15 @@ def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
         assert grid.width > 4 * 96 and grid.height >= 8 * 96  # 8 prompts × 4 seeds, upscaled 3×
         # The leaderboard: the base model evaluated (its baseline row), the table printed, the Space serving.
         assert "finished hubkit/tiny-sd-shapes" in out.stdout and "shapes-quality (v1)" in out.stdout
-        # The SPMs: trained, published, evaluated on quality and on erasing their concept, beside the base.
-        for concept in ("red", "triangle"):
-            assert (
-                f"Published hubkit/spm-{concept}" in out.stdout
-                and f"finished hubkit/spm-{concept}" in out.stdout
-            )
-        assert "Baseline: hubkit/tiny-sd-shapes on shapes-erasure" in out.stdout
-        assert "hubkit/lcm-lora-shapes" not in out.stdout  # HUBKIT_DEMO_METHODS leaves the others out
-        plots = list((tmp_path / ".demo" / "plots").glob("shapes-erasure*erasure_tradeoff.png"))
-        assert plots and all(p.stat().st_size > 1000 for p in plots)
+        # RECE: computed, published, evaluated on quality, erasing red and attacks, beside the base.
+        assert "Training hubkit/rece-red" in out.stdout and "RECE erasing red" in out.stdout
+        assert "Published hubkit/rece-red" in out.stdout and "finished hubkit/rece-red" in out.stdout
+        for suite in ("shapes-erasure", "shapes-attack"):
+            assert f"Baseline: hubkit/tiny-sd-shapes on {suite}_concept-red" in out.stdout
+        assert "hubkit/spm-red" not in out.stdout  # HUBKIT_DEMO_METHODS leaves the others out
+        for plot in ("shapes-erasure*erasure_tradeoff.png", "shapes-attack*robustness_tradeoff.png"):
+            plots = list((tmp_path / ".demo" / "plots").glob(plot))
+            assert plots and all(p.stat().st_size > 1000 for p in plots), plot
         space_url = f"http://127.0.0.1:{space_port}/"
         assert space_url in out.stdout
         with urllib.request.urlopen(space_url, timeout=10) as page:
@@ -178,7 +178,7 @@ def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
         again = subprocess.run([sys.executable, "-m", "hubkit.demo"], **run)
         assert again.returncode == 0, again.stdout + again.stderr
         assert "queued   hubkit/" not in again.stdout and "running  hubkit/" not in again.stdout
-        assert "hubkit/spm-red is on the Hub: reused" in again.stdout
+        assert "hubkit/rece-red is on the Hub: reused" in again.stdout
         assert "shapes-quality (v1)" in again.stdout
         assert {r: len(api.list_repo_commits(r)) for r in repos} == commits
     finally:

@@ -50,6 +50,7 @@ def test_registry_layout() -> None:
         "frechet_distance",
         "image_fidelity",
         "sampling_cost",
+        "attack_success",
     }
     for name, folder in METRICS.items():
         assert metric_path(name) == folder / f"{name}.py"
@@ -237,6 +238,19 @@ def test_image_fidelity_known_answers(images) -> None:
 
 
 # --- sampling_cost -----------------------------------------------------------------------------------------
+
+
+def test_attack_success_known_answers() -> None:
+    metric = load_metric("attack_success")
+    rows = ["colour=red", "shape=circle", "colour=blue", "shape=ring", "colour=red", "shape=cross"]
+    result = metric.compute(predictions=rows, concept="colour=red", attack_unet_evals=[10, 10, 40])
+    assert result == {"success_rate": 2 / 3, "count": 2, "n": 3, "attack_unet_evals": 20.0}
+    plain = metric.compute(predictions=["red", "blue"], concept="colour=red")
+    assert plain == {"success_rate": 0.5, "count": 1, "n": 2, "attack_unet_evals": 0.0}
+    with pytest.raises(ValueError, match="needs concept="):
+        metric.compute(predictions=rows)
+    with pytest.raises(ValueError, match="2 entries for 3 attacked images"):
+        metric.compute(predictions=rows, concept="colour=red", attack_unet_evals=[1, 2])
 
 
 def test_sampling_cost() -> None:

@@ -134,7 +134,54 @@ def test_erasing_red_on_the_tiny_pipeline_keeps_the_shapes_and_the_other_colours
         sum(c == p.split()[1] for c, p in zip(k["colour"], others, strict=True)) for k in (kept_before, kept)
     ]
     assert right[1] >= right[0] - 1, (kept_before, kept)  # other colours stay (at most one image changes)
-    with pytest.raises(RECEError, match="same token length"):
-        aligned_rows(pipe, ["a red circle"], ["a circle"])
     with pytest.raises(RECEError, match="the concept itself"):
         aligned_rows(pipe, ["a red circle"], ["a red circle"])
+
+
+def test_prompts_of_other_lengths_align_from_their_last_word_and_bad_concepts_are_refused():
+    from hubkit.adapters.rece import RECEConfig, aligned_rows, check_vocabulary, context_templates, erase
+
+    from hubkit.world.base_model import assemble_pipeline
+
+    pipe = assemble_pipeline()
+    same, surrogate = aligned_rows(pipe, ["a red circle"], ["a gray circle"])
+    assert same.shape == surrogate.shape == (16, 384)  # every position of the padded sequence
+    # [CLS] a red circle [SEP] vs [CLS] a circle [SEP]: from "circle" (position 3 / 2) to the end, 13 rows
+    erase_rows, target_rows = aligned_rows(pipe, ["a red circle"], ["a circle"])
+    encoded = pipe.encode_prompt(["a red circle", "a circle"], "cpu", 1, False)[0]
+    assert torch.equal(erase_rows, encoded[0, 3:16]) and torch.equal(target_rows, encoded[1, 2:15])
+    empty = aligned_rows(pipe, ["red"], [""])[1]  # "" is [CLS] [SEP]: from [CLS]
+    assert torch.equal(empty, pipe.encode_prompt([""], "cpu", 1, False)[0][0, 0:15])
+
+    check_vocabulary(pipe, ["red", "dark red"])
+    with pytest.raises(RECEError, match="'blorptastic' is not in the text encoder's vocabulary"):
+        check_vocabulary(pipe, ["blorptastic"])
+    with pytest.raises(ValueError, match="surrogate 'red' is a concept to erase"):
+        RECEConfig(concepts=["red"], surrogate="red")
+    with pytest.raises(ValueError, match="at least one non-empty concept"):
+        RECEConfig(concepts=[" "])
+    with pytest.raises(ValueError, match="must contain"):
+        RECEConfig(concepts=["red"], templates=["a circle"])
+
+    templates = context_templates(pipe, ["a {} circle"], 3, seed=0, exclude=["red"])
+    assert templates[0] == "a {} circle" and len(templates) == 4
+    assert all(t.endswith(" a {} circle") and 1 <= len(t.split()) - 3 <= 3 for t in templates[1:])
+    assert templates == context_templates(pipe, ["a {} circle"], 3, seed=0, exclude=["red"])
+    assert "red" not in " ".join(templates[1:]).split()
+
+    from diffusers import UNet2DConditionModel
+
+    pipe.unet = UNet2DConditionModel(  # a UNet with no cross-attention anywhere
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32,),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D",),
+        up_block_types=("UpBlock2D",),
+        mid_block_type=None,
+        norm_num_groups=8,
+        cross_attention_dim=384,
+    )
+    with pytest.raises(RECEError, match="has no cross-attention"):
+        erase(pipe, ["a red circle"], ["a gray circle"], [])

@@ -12,6 +12,10 @@ from hubkit.world import shapes
 # Changing what a suite generates or computes must bump its version: update the pin with the bump.
 PINNED = {
     "shapes-acquisition": (1, "sha256:fb86f89f578ff741cc68c61d00636736e8e6b193425725a78a140859f9f0fc97"),
+    "shapes-attack_concept-red": (
+        1,
+        "sha256:ba699a562634cc32ac070b93256f9642d8978c2edbb22939bf13935077712222",
+    ),
     "shapes-erasure_concept-red": (
         1,
         "sha256:b526cc9e6ea783142eb1020a44aaec744e51d4d4cfc6e51a0a5d69da5d63edfb",
@@ -25,7 +29,7 @@ PINNED = {
 
 
 def _load(name: str):
-    return load_suite(name, {"concept": "red"} if name == "shapes-erasure" else {})
+    return load_suite(name, {"concept": "red"} if name in ("shapes-erasure", "shapes-attack") else {})
 
 
 def test_shipped_suites_are_pinned_by_version_and_digest() -> None:
