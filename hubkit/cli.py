@@ -157,6 +157,36 @@ def export(
     typer.echo(f"wrote {path} (stock DiffusionPipeline.from_pretrained loads it)")
 
 
+stack_app = command_group("stack", "Stacks: a base and pinned artifacts applied in order, as one artifact.")
+
+
+@stack_app.command("create")
+def stack_create(
+    out: Annotated[Path, typer.Argument(file_okay=False, help="Folder to write the stack to.")],
+    base: Annotated[str, typer.Option("--base", help="The base model every component was made for.")],
+    add: Annotated[
+        list[str],
+        typer.Option("--add", help="A component REPO[@REVISION], in application order (repeatable)."),
+    ],
+    repo_id: Annotated[
+        str | None, typer.Option(help="The repo id the card names (hubkit publish's).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty folder.")] = False,
+    endpoint: EndpointOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Write a stack of BASE and the --add components, each pinned to its commit now (publish it next)."""
+    from hubkit.cli_common import exit_on
+    from hubkit.hub.endpoint import HubError
+    from hubkit.stacks import create_stack
+
+    with exit_on(HubError, ValueError, OSError):  # StackError is a ValueError
+        info = create_stack(out, base, add, repo_id=repo_id, force=force, endpoint=endpoint, token=token)
+    for n, component in enumerate(info["components"], 1):
+        typer.echo(f"{n}. {component['repo']}@{component['revision'][:12]} ({component['method']})")
+    typer.echo(f"wrote {out} (stack on {base}@{info['base_revision'][:12]}): hubkit publish it next")
+
+
 def _add_command_groups() -> None:
     from hubkit.cards.cli import card_app
     from hubkit.leaderboard.cli import eval_command, leaderboard_app
@@ -171,6 +201,7 @@ def _add_command_groups() -> None:
     app.add_typer(leaderboard_app, name="leaderboard", help="Evaluate hubkit repos on the Hub and rank them.")
     app.add_typer(space_app, name="space", help="Gradio Spaces: publish them.")
     app.add_typer(_train_app(), name="train", help="Train a method's artifact (one command per method).")
+    app.add_typer(stack_app, name="stack", help="Stacks: compose artifacts on one base, pinned, in order.")
 
 
 def _train_app() -> typer.Typer:

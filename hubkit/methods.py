@@ -58,6 +58,9 @@ class Artifact:
     # Reads a remote safetensors file's header metadata (``HfApi.get_safetensors_metadata``) when only the
     # card was downloaded, so a method can recognise its files without the weights.
     remote_metadata: Callable[[str], dict[str, str] | None] | None = None
+    # The Hub the artifact is used against (an ``HfApi``, made on first use), for a method that pulls more
+    # from it (a stack's components); None: ``HF_ENDPOINT`` or the embedded Hub.
+    hub_api: Callable[[], Any] | None = None
 
     def has_file(self, name: str) -> bool:
         if self.remote_files is not None:
@@ -162,6 +165,12 @@ class Method:
     kind: ClassVar[str] = "adapter"
     priority: ClassVar[int] = 0
     config_class: ClassVar[type | None] = None
+    # Where the method's artifact goes in a stack (hubkit.stacks): components apply in order and a later one
+    # never has a lower phase; 0 is for edits of the base weights and adapters, higher phases apply after
+    # them (a quantizer: it quantizes what the edits leave). ``stack_rule`` says why, for the error message.
+    stack_phase: ClassVar[int] = 0
+    stack_rule: ClassVar[str] = "it edits the base weights or adds an adapter"
+    replaces_unet: ClassVar[bool] = False  # a stack holds at most one component that swaps the UNet
 
     @property
     def needs_base(self) -> bool:
@@ -188,6 +197,12 @@ class Method:
         raise MethodError(
             f"{artifact.source} is a {self.name} artifact: it cannot be merged into a plain pipeline"
         )
+
+    def apply_in_stack(self, artifact: Artifact, pipe: Any) -> Any:
+        """``pipe`` with the artifact applied after the stack's earlier components (see :mod:`hubkit.stacks`);
+        by default as :meth:`load` applies it. A method whose artifact would undo or miss the earlier
+        components (a UNet quantized from the base's weights) overrides this."""
+        return self.load(artifact, pipe)
 
     # -- evaluating ----------------------------------------------------------------------------------
     def default_suites(self, artifact: Artifact) -> list[tuple[str, dict[str, Any]]]:

@@ -44,6 +44,9 @@ class QuantizeMethod(Method):
 
     name = "quantize"
     kind = "quantized"
+    stack_phase = 1
+    stack_rule = "it quantizes the UNet the components before it leave"
+    replaces_unet = True
     config_class = QuantizeConfig
 
     @classmethod
@@ -62,6 +65,21 @@ class QuantizeMethod(Method):
             raise MethodError(f"{artifact.source} is a quantized UNet: it needs a base pipeline (--base)")
         try:
             return load_quantized_unet(base, artifact.path)
+        except QuantizeError as err:
+            raise MethodError(str(err)) from err
+
+    def apply_in_stack(self, artifact: Artifact, pipe: Any) -> Any:
+        """The file's integer weights are the base's own: read as they are, they would undo the stack's
+        earlier components. So the UNet those components leave (their LoRAs fused into its weights) is
+        quantized here, each layer at the artifact's bits and group size, with the artifact's activation
+        scales (calibrated on the base: how the edits move the activations is not in them)."""
+        from hubkit.pipelines.quantize import load_quantized_unet
+
+        if any(getattr(pipe, "get_list_adapters", dict)().values()):
+            pipe.fuse_lora()
+            pipe.unload_lora_weights()
+        try:
+            return load_quantized_unet(pipe, artifact.path, requantize=True)
         except QuantizeError as err:
             raise MethodError(str(err)) from err
 

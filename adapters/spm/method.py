@@ -52,6 +52,13 @@ class SPMMethod(Method):
             ) from err
         return base
 
+    def apply_in_stack(self, artifact: Artifact, pipe: Any) -> Any:
+        """In a stack the SPM is its stock LoRA, on every prompt: facilitated transport gates it per prompt,
+        which a later component that fuses or quantizes the UNet could not keep."""
+        from hubkit.methods import DiffusersLora
+
+        return DiffusersLora().load(artifact, pipe)
+
     def train(
         self, base: str, config: SPMConfig, out: str | os.PathLike[str], **options: Any
     ) -> dict[str, Any]:

@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 TEMPLATE_PACKAGE = "hubkit.model_cards"
-ADAPTER_FORMATS = ("lora", "peft")
+ADAPTER_FORMATS = ("lora", "peft", "stack")  # stack: pinned artifacts applied in order, no weights
 """``lora``: diffusers LoRA file (``pipe.load_lora_weights``); ``peft``: adapter_config.json + weights."""
 PLACEHOLDER_REPO = "NAMESPACE/REPO"
 

@@ -231,6 +231,7 @@ def evaluate(
     api = None if is_local(source) else hub_api()
     with _quiet_libraries():
         artifact = fetch_artifact(source, api=api, revision=revision, **fetch_kwargs)
+        artifact.hub_api = hub_api
         try:
             method, pipe, baseline, base_artifact = _load(artifact, base, hub_api, fetch_kwargs)
         except MethodError as err:

@@ -26,6 +26,7 @@ from hubkit.adapters.quantize.serialization import (
     read_activation_scales,
     read_quantized,
 )
+from hubkit.adapters.quantize.weights import quantize_weight
 
 from hubkit.hub import local_or_snapshot
 from hubkit.layers import adaptable_layers
@@ -39,6 +40,7 @@ def load_quantized_unet(
     *,
     activations: bool = True,
     kernels: str = "auto",
+    requantize: bool = False,
     revision: str | None = None,
     token: str | None = None,
 ) -> Any:
@@ -46,7 +48,9 @@ def load_quantized_unet(
     pipeline is returned). ``activations=False`` runs weight-only, as the stock loader does. ``kernels``:
     ``"auto"`` runs each W8A8 layer on the CPU's int8 kernel where that times faster than float (the first
     denoising step pays the timing), ``"int8"`` always, ``"reference"`` never (the exact float reference of
-    the artifact's numerics). A folder for
+    the artifact's numerics). ``requantize=True`` quantizes the pipeline's own UNet weights instead of
+    reading the file's, each layer at the file's bits and group size (with its activation scales): the
+    artifact applied to a UNet that other edits changed since it was quantized (hubkit.stacks). A folder for
     another UNet, or one whose tensors do not match its config, raises ``QuantizeError`` and leaves ``pipe``
     alone."""
     unet = getattr(pipe, "unet", None)
@@ -73,6 +77,9 @@ def load_quantized_unet(
     layers = adaptable_layers(unet)
     check_sdnq_folder(folder, {p: tuple(m.weight.shape) for p, m in layers.items()})
     quantized, floats = read_quantized(folder, layers)
+    if requantize:  # the UNet's own (edited) weights and floats, at the artifact's precision per layer
+        quantized = {p: quantize_weight(layers[p].weight, q.bits, q.group_size) for p, q in quantized.items()}
+        floats = {}
     scales, bounds = (read_activation_scales(folder) if activations else None) or (None, None)
     with torch.no_grad():
         state = unet.state_dict()
