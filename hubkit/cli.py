@@ -166,7 +166,7 @@ def stack_create(
     base: Annotated[str, typer.Option("--base", help="The base model every component was made for.")],
     add: Annotated[
         list[str],
-        typer.Option("--add", help="A component REPO[@REVISION], in application order (repeatable)."),
+        typer.Option("--add", help="A component: REPO or REPO@REVISION, in application order (repeatable)."),
     ],
     repo_id: Annotated[
         str | None, typer.Option(help="The repo id the card names (hubkit publish's).")

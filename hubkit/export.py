@@ -44,6 +44,12 @@ def export_merged(
         hub = resolve_endpoint(endpoint)
         api = HfApi(endpoint=hub.url, token=resolve_token(token, hub))
     artifact = fetch_artifact(source, api=api, revision=revision)
+
+    def hub_api() -> HfApi:  # where a method pulls more from (a stack's components)
+        hub = resolve_endpoint(endpoint)
+        return HfApi(endpoint=hub.url, token=resolve_token(token, hub))
+
+    artifact.hub_api = hub_api
     method = method_for(artifact)
     if not method.needs_base:
         raise MethodError(f"{source} is already a whole pipeline: nothing to merge")

@@ -43,7 +43,10 @@ class StackConfig(JSONConfig):
 
     components: list[str] = field(
         default_factory=list,
-        metadata={"help": "A component REPO[@REVISION], in application order (repeatable).", "cli": "--add"},
+        metadata={
+            "help": "A component: REPO or REPO@REVISION, in application order (repeatable).",
+            "cli": "--add",
+        },
     )
 
     def __post_init__(self) -> None:

@@ -181,3 +181,22 @@ def test_a_pinned_revision_that_is_gone_is_a_clear_error_at_load(hub, world, sta
     (folder / "hubkit.json").write_text(json.dumps(info))
     with pytest.raises(StackError, match="alice/rece-red: no such repo or revision 'ffff"):
         load_stack(str(folder), assemble_pipeline(), endpoint=hub.url, token=hub.users["alice"])
+
+
+def test_export_merges_a_stack_without_a_quantizer_and_refuses_one_with(hub, world, stack, tmp_path):
+    from diffusers import LCMScheduler, StableDiffusionPipeline
+
+    from hubkit.world.base_model import assemble_pipeline
+
+    two = tmp_path / "two"
+    adds = ["--add", "alice/rece-red", "--add", "alice/lcm-lora"]
+    assert _cli(hub, "stack", "create", str(two), "--base", world["base"], *adds).exit_code == 0
+    merged = tmp_path / "merged"
+    result = _cli(hub, "export", str(two), "--merged", "--out", str(merged))
+    assert result.exit_code == 0, result.output
+    pipe = StableDiffusionPipeline.from_pretrained(merged)  # stock: the LoRAs are in the weights
+    assert isinstance(pipe.scheduler, LCMScheduler) and not getattr(pipe.unet, "peft_config", None)
+    moved = (pipe.unet.get_submodule(TO_K).weight - assemble_pipeline().unet.get_submodule(TO_K).weight).abs()
+    assert float(moved.max()) > 1e-3
+    refused = _cli(hub, "export", stack["folder"], "--merged", "--out", str(tmp_path / "quantized"))
+    assert refused.exit_code != 0 and "swaps the UNet (quantized)" in refused.output
