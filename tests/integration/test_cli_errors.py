@@ -72,6 +72,8 @@ TABLE = [
     Row(("leaderboard", "run", "--max-file-mb", "0"), "Invalid value for '--max-file-mb'", 2),
     Row(("leaderboard", "show", "--results-repo", "not//a-repo"), "not//a-repo"),
     Row(("leaderboard", "submit", "not//a-repo"), "not//a-repo"),
+    Row(("stack", "create", "{tmp}/stack", "--base", "alice/base"), "Missing option '--add'", 2),
+    Row(("stack", "create", "{file}", "--base", "alice/base", "--add", "alice/adapter"), "is a file", 2),
     Row(("space", "publish", "{tmp}/missing"), "is not a folder"),
     Row(("space", "publish", "{tmp}/empty", "--repo-id", "not//a-repo"), "repo id must be namespace/name"),
     Row(("--no-such-option",), "No such option: --no-such-option", 2),
