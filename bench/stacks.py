@@ -41,6 +41,7 @@ from hubkit.world.judge import load_judge
 console = Console(width=200)
 BASE = "hubkit/tiny-sd-shapes"
 SPM, LCM, SARA, W8A8 = "hubkit/spm-red", "hubkit/lcm-lora-shapes", "hubkit/sara-heart", "hubkit/w8a8"
+RECE = "hubkit/rece-red"
 SETTINGS = {  # name: (components, what to measure)
     "spm-red": ([SPM], ("erasure", "quality")),
     "lcm-lora": ([LCM], ("quality",)),
@@ -51,6 +52,10 @@ SETTINGS = {  # name: (components, what to measure)
     "sara-heart + spm-red": ([SARA, SPM], ("erasure", "novel")),
     "sara + spm + lcm (unquantized)": ([SARA, SPM, LCM], ("erasure", "quality", "novel")),
     "full: sara + spm + lcm + w8a8": ([SARA, SPM, LCM, W8A8], ("erasure", "quality", "novel")),
+    # The same stacks with the closed-form eraser instead of the SPM.
+    "rece-red": ([RECE], ("erasure", "quality")),
+    "rece-red + lcm-lora": ([RECE, LCM], ("erasure", "quality")),
+    "full with rece: sara + rece + lcm + w8a8": ([SARA, RECE, LCM, W8A8], ("erasure", "quality", "novel")),
 }
 
 
@@ -77,6 +82,10 @@ def publish_parts(root: Path, url: str) -> dict[str, float]:
     shipped = ((SPM, "spm", "spm-red"), (LCM, "lcm-lora", "lcm-lora-shapes"), (SARA, "sara", "sara-heart"))
     for repo, method, name in shipped:
         publish(get_method(method).package_dir() / "demo" / name, repo, endpoint=url, token=TOKEN)
+    rece = root / "rece-red"
+    demo = get_method("rece").demo_artifacts()[0]
+    get_method("rece").train(BASE, demo.config, rece, repo_id=RECE, force=True, endpoint=url, token=TOKEN)
+    publish(rece, RECE, endpoint=url, token=TOKEN)
     folder = root / "w8a8"
     facts = {}
     if not (folder / "hubkit.json").is_file():
@@ -131,7 +140,7 @@ def main() -> None:
             pipe = load_stack(folder, **hub)
             rows[name] = measure(pipe, settings, judge, wanted)
             console.print(f"  {name}: {rows[name]} (settings {settings})")
-            if name.startswith("full"):
+            if name.startswith("full:"):
                 pipes["full"] = (pipe, settings)
         full, full_settings = pipes["full"]
         base_call = {"num_inference_steps": 25, "guidance_scale": 7.5}
@@ -156,7 +165,7 @@ def report(rows: dict, speedup: float, timings: dict, quantize_facts: dict) -> N
         table.add_row(name, *(f"{row[k]:.3f}" if k in row else "–" for k in ("erasure", "quality", "novel")))
     console.print(table)
     teacher = rows["base (25 steps)"]["quality"]
-    for name in ("lcm-lora", "spm-red + lcm-lora", "full: sara + spm + lcm + w8a8"):
+    for name in [n for n in rows if "lcm" in n and "unquantized" not in n]:
         console.print(
             f"{name}: 4-step alignment = {rows[name]['quality'] / teacher * 100:.1f} % of the teacher's"
         )
