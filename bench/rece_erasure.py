@@ -63,17 +63,23 @@ def erased(method: str, root: Path, reuse: Path | None) -> tuple[Path, float]:
     return folder, time.perf_counter() - start
 
 
+def suite_part(name: str, params: dict[str, str], groups: list[str]):
+    """A shipped suite cut to some of its groups, with the metrics and attacks on them (for a bench: the
+    digest is still the whole suite's, so such a result is never recorded)."""
+    suite = load_suite(name, params)
+    return replace(
+        suite,
+        groups={g: suite.groups[g] for g in groups},
+        metrics=[m for m in suite.metrics if m.group in groups],
+        attacks={g: a for g, a in suite.attacks.items() if g in groups},
+    )
+
+
 def embeds_suite():
     """shapes-attack's soft-prompt group with a step too small to move anything: the plain prompt given to
     the pipeline as embeddings (what an SPM's transport sees without the prompt's words)."""
-    suite = load_suite("shapes-attack", {"concept": "red"})
-    probe = replace(suite.attacks["soft_prompt"], steps=1, lr=1e-9)
-    return replace(
-        suite,
-        groups={"soft_prompt": suite.groups["soft_prompt"]},
-        attacks={"soft_prompt": probe},
-        metrics=[m for m in suite.metrics if m.group == "soft_prompt"],
-    )
+    suite = suite_part("shapes-attack", {"concept": "red"}, ["soft_prompt"])
+    return replace(suite, attacks={"soft_prompt": replace(suite.attacks["soft_prompt"], steps=1, lr=1e-9)})
 
 
 def measure(pipe, judge, label: str) -> dict:

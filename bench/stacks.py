@@ -27,15 +27,15 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import HfApi
+from rece_erasure import suite_part
 from rich.console import Console
 from rich.table import Table
 from sara_acquisition import TOKEN, start_hub
 
 from hubkit.hub import pull_pipeline
 from hubkit.leaderboard.runner import run_suite
-from hubkit.leaderboard.suite import load_suite
 from hubkit.methods import Artifact
-from hubkit.stacks import StackMethod, create_stack, load_stack
+from hubkit.stacks import StackMethod, create_stack
 from hubkit.world.judge import load_judge
 
 console = Console(width=200)
@@ -61,17 +61,10 @@ SETTINGS = {  # name: (components, what to measure)
 }
 
 
-def part(name: str, params: dict[str, str], groups: list[str]):
-    """A shipped suite cut to some of its groups and the metrics on them."""
-    suite = load_suite(name, params)
-    metrics = [m for m in suite.metrics if m.group in groups]
-    return replace(suite, groups={g: suite.groups[g] for g in groups}, metrics=metrics)
-
-
 MEASURES = {
-    "erasure": (lambda: part("shapes-erasure", {"concept": "red"}, ["target"]), "target_presence"),
-    "quality": (lambda: part("shapes-quality", {}, ["trained"]), "alignment"),
-    "novel": (lambda: part("shapes-acquisition", {}, ["novel_trained"]), "novel_trained_rate"),
+    "erasure": (lambda: suite_part("shapes-erasure", {"concept": "red"}, ["target"]), "target_presence"),
+    "quality": (lambda: suite_part("shapes-quality", {}, ["trained"]), "alignment"),
+    "novel": (lambda: suite_part("shapes-acquisition", {}, ["novel_trained"]), "novel_trained_rate"),
 }
 
 
@@ -137,11 +130,12 @@ def main() -> None:
         pipes = {}
         for name, (components, wanted) in SETTINGS.items():
             folder = args.root / "stacks" / name.replace(" ", "").replace(":", "_")
-            create_stack(folder, BASE, components, force=True, **hub)
-            artifact = Artifact(name, folder, hubkit_json=json.loads((folder / "hubkit.json").read_text()))
-            artifact.hub_api = lambda: HfApi(endpoint=url, token=TOKEN)  # the stack's parts are there
-            settings = StackMethod().call_settings(artifact)
-            pipe = load_stack(folder, **hub)
+            info = create_stack(folder, BASE, components, force=True, **hub)
+            parts = lambda: HfApi(endpoint=url, token=TOKEN)  # noqa: E731 - where the stack's parts are
+            artifact = Artifact(name, folder, hubkit_json=info, hub_api=parts)
+            method = StackMethod()  # what hubkit eval and the leaderboard load a stack with
+            settings = method.call_settings(artifact)
+            pipe = method.load(artifact, pull_pipeline(BASE, **hub))
             rows[name] = measure(pipe, settings, judge, wanted)
             console.print(f"  {name}: {rows[name]} (settings {settings})")
             if name.startswith("full:"):

@@ -33,6 +33,7 @@ __all__ = [
     "Method",
     "MethodError",
     "available_methods",
+    "fuse_adapters",
     "get_method",
     "lazy_exports",
     "method_for",
@@ -308,10 +309,16 @@ class DiffusersLora(Method):
 
     def merged(self, artifact: Artifact, base: Any) -> Any:
         """The LoRA fused into the base weights (``fuse_lora``), its adapter layers then removed."""
-        pipe = self.load(artifact, base)
+        return fuse_adapters(self.load(artifact, base))
+
+
+def fuse_adapters(pipe: Any) -> Any:
+    """``pipe`` with its active LoRA adapters fused into the weights (``fuse_lora``) and the adapter layers
+    removed: plain diffusers modules again. A pipeline without adapters is returned as it is."""
+    if any(getattr(pipe, "get_list_adapters", dict)().values()):
         pipe.fuse_lora()
         pipe.unload_lora_weights()
-        return pipe
+    return pipe
 
 
 @cache

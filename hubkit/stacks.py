@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hubkit.config import JSONConfig
-from hubkit.methods import Artifact, DemoArtifact, Method, MethodError, get_method, method_for
+from hubkit.methods import Artifact, DemoArtifact, Method, MethodError, fuse_adapters, get_method, method_for
 
 __all__ = [
     "STACK_METHOD",
@@ -75,7 +75,7 @@ class StackComponent:
     @classmethod
     def from_json(cls, data: Any, where: str) -> StackComponent:
         try:
-            suites = tuple((str(n), tuple(sorted(dict(p).items()))) for n, p in data.get("suites", []))
+            suites = DemoArtifact.suites(*((str(n), dict(p)) for n, p in data.get("suites", [])))
             return cls(str(data["repo"]), str(data["revision"]), str(data["method"]), suites)
         except (AttributeError, KeyError, TypeError, ValueError) as err:
             raise StackError(f"{where}: a component needs repo, revision and method ({err})") from err
@@ -131,7 +131,7 @@ def _component(api: Any, ref: str, base: str) -> tuple[StackComponent, Method]:
                 f"{repo} is made for {artifact.base_model or 'an unnamed base'}, the stack's base is {base}: "
                 "a stack has one base"
             )
-        suites = tuple((n, tuple(sorted(p.items()))) for n, p in method.default_suites(artifact))
+        suites = DemoArtifact.suites(*method.default_suites(artifact))
     return StackComponent(repo, sha, method.name, suites), method
 
 
@@ -193,26 +193,26 @@ def _api(endpoint: str | None = None, token: str | None = None) -> Any:
 
 
 def _snapshot(api: Any, repo: str, revision: str | None, patterns: list[str] | None = None) -> Path:
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+    """A repo's files at ``revision`` from ``api``'s Hub; StackError naming the repo and revision."""
+    from hubkit.hub import local_or_snapshot
 
-    try:
-        return Path(api.snapshot_download(repo, revision=revision, allow_patterns=patterns))
-    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
-        raise StackError(f"{repo}: no such repo or revision {revision!r} on {api.endpoint}") from err
-    except HfHubHTTPError as err:
-        raise StackError(f"{repo}: the Hub refused the download ({err})") from err
+    return local_or_snapshot(
+        repo, patterns or ["*"], revision=revision, token=api.token, endpoint=api.endpoint, error=StackError
+    )
 
 
 def _pull(component: StackComponent, api: Any) -> Artifact:
-    from huggingface_hub import ModelCard
+    """The component's files at its pinned commit, read like any artifact (card, ``hubkit.json``)."""
+    from dataclasses import replace
 
-    from hubkit.methods import read_hubkit_json
+    from hubkit.leaderboard.evaluation import EvalError, fetch_artifact
 
     folder = _snapshot(api, component.repo, component.revision)
-    card: dict[str, Any] = {}
-    if (folder / "README.md").is_file():
-        card = ModelCard.load(folder / "README.md", ignore_metadata_errors=True).data.to_dict()
-    return Artifact(component.ref, folder, component.repo, component.revision, card, read_hubkit_json(folder))
+    try:
+        artifact = fetch_artifact(str(folder))
+    except EvalError as err:
+        raise StackError(f"{component.ref}: {err}") from err
+    return replace(artifact, source=component.ref, repo_id=component.repo, revision=component.revision)
 
 
 def load_stack(
@@ -263,21 +263,31 @@ class StackMethod(Method):
     priority = -150  # recognised by its hubkit.json; late in the registry, so the demo makes its parts first
     config_class = StackConfig
 
+    def __init__(self) -> None:
+        self._pulled: dict[str, list[tuple[StackComponent, Artifact]]] = {}
+
     @classmethod
     def recognizes(cls, artifact: Artifact) -> bool:
         return artifact.hubkit_json.get("method") == STACK_METHOD
 
+    def _components(self, artifact: Artifact) -> list[tuple[StackComponent, Artifact]]:
+        """Each component and its files at the pinned commit, pulled once per stack (load and
+        call_settings both read them)."""
+        key = str(artifact.path.resolve())
+        if key not in self._pulled:
+            api = artifact.hub_api() if artifact.hub_api is not None else _api()
+            self._pulled[key] = [(c, _pull(c, api)) for c in read_components(artifact)]
+        return self._pulled[key]
+
     def load(self, artifact: Artifact, base: Any | None) -> Any:
         if base is None:
             raise StackError(f"{artifact.source} is a stack: it needs its base pipeline (--base)")
-        components = read_components(artifact)
-        check_order([(c.ref, get_method(c.method)) for c in components])
-        api = artifact.hub_api() if artifact.hub_api is not None else _api()
+        check_order([(c.ref, get_method(c.method)) for c in read_components(artifact)])
         pipe = base
-        for component in components:
+        for component, files in self._components(artifact):
             method = get_method(component.method)
             try:
-                pipe = method.apply_in_stack(_pull(component, api), pipe)
+                pipe = method.apply_in_stack(files, pipe)
             except MethodError as err:
                 raise StackError(f"{artifact.source}: {component.ref} ({method.name}): {err}") from err
             _activate_every_adapter(pipe)
@@ -286,9 +296,8 @@ class StackMethod(Method):
     def call_settings(self, artifact: Artifact) -> dict[str, Any]:
         """The components' call settings, later ones over earlier ones (a distiller's steps and guidance)."""
         settings: dict[str, Any] = {}
-        api = artifact.hub_api() if artifact.hub_api is not None else _api()
-        for component in read_components(artifact):
-            settings |= get_method(component.method).call_settings(_pull(component, api))
+        for component, files in self._components(artifact):
+            settings |= get_method(component.method).call_settings(files)
         return settings
 
     def default_suites(self, artifact: Artifact) -> list[tuple[str, dict[str, Any]]]:
@@ -306,11 +315,7 @@ class StackMethod(Method):
                 f"{artifact.source} swaps the UNet (quantized): export the stack without that component, "
                 "then quantize the exported pipeline"
             )
-        pipe = self.load(artifact, base)
-        if any(getattr(pipe, "get_list_adapters", dict)().values()):
-            pipe.fuse_lora()
-            pipe.unload_lora_weights()
-        return pipe
+        return fuse_adapters(self.load(artifact, base))
 
     def train(
         self, base: str, config: StackConfig, out: str | os.PathLike[str], **options: Any

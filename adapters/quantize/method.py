@@ -9,7 +9,7 @@ import random
 import time
 from typing import Any
 
-from hubkit.methods import Artifact, DemoArtifact, Method, MethodError
+from hubkit.methods import Artifact, DemoArtifact, Method, MethodError, fuse_adapters
 
 from .config import QuantizeConfig
 from .serialization import ACTIVATIONS_NAME, CONFIG_NAME, SUBFOLDER, WEIGHTS_NAME, QuantizedFileError
@@ -75,11 +75,8 @@ class QuantizeMethod(Method):
         scales (calibrated on the base: how the edits move the activations is not in them)."""
         from hubkit.pipelines.quantize import load_quantized_unet
 
-        if any(getattr(pipe, "get_list_adapters", dict)().values()):
-            pipe.fuse_lora()
-            pipe.unload_lora_weights()
         try:
-            return load_quantized_unet(pipe, artifact.path, requantize=True)
+            return load_quantized_unet(fuse_adapters(pipe), artifact.path, requantize=True)
         except QuantizeError as err:
             raise MethodError(str(err)) from err
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -29,8 +30,6 @@ class RECEMethod(DiffusersLora):
     def concepts(self, artifact: Artifact) -> list[str]:
         concepts = artifact.hubkit_json.get("concepts")
         if not (isinstance(concepts, list) and concepts):
-            import json
-
             metadata = artifact.safetensors_metadata(WEIGHT_NAME) or {}
             concepts = json.loads(metadata.get("hubkit.concepts", "[]"))
         if not concepts:
@@ -81,7 +80,7 @@ class RECEMethod(DiffusersLora):
             pipe.unet.device,
             layers=len(ranks),
             ranks=ranks,
-            erased_rows=len(concept) * (config.rounds + 1),
+            erased_prompts=len(concept) * (config.rounds + 1),  # the prompts, then one regenerated per round
         )
         info = {"base_model": base, "facts": facts}
         job.write(WEIGHT_NAME, lambda folder: save_rece(folder, deltas, config, info), rece_card, facts)
@@ -99,6 +98,7 @@ class RECEMethod(DiffusersLora):
         """RECE erasing red, next to ``spm-red``: red in every shape of the world turns into gray (a word
         the world never drew), the other colours in every shape are preserved (UCE's preservation set), with
         weight 10: on ``tiny-sd-shapes`` the weight 1 lost 2–5 more of 30 other-colour images."""
+        from hubkit.leaderboard.suite import erasure_suites
         from hubkit.world.shapes import COLOURS, SHAPES
 
         config = RECEConfig(
@@ -108,6 +108,4 @@ class RECEMethod(DiffusersLora):
             preserve=[c for c in COLOURS if c != "red"],
             preserve_scale=10.0,
         )
-        from hubkit.leaderboard.suite import erasure_suites
-
         return [DemoArtifact("rece-red", config, DemoArtifact.suites(*erasure_suites(["red"])))]

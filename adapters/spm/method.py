@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from hubkit.methods import Artifact, DemoArtifact, Method, MethodError
+from hubkit.methods import Artifact, DemoArtifact, DiffusersLora, Method, MethodError
 
 from .config import SPMConfig
 from .model import SPMError
@@ -55,8 +55,6 @@ class SPMMethod(Method):
     def apply_in_stack(self, artifact: Artifact, pipe: Any) -> Any:
         """In a stack the SPM is its stock LoRA, on every prompt: facilitated transport gates it per prompt,
         which a later component that fuses or quantizes the UNet could not keep."""
-        from hubkit.methods import DiffusersLora
-
         return DiffusersLora().load(artifact, pipe)
 
     def train(

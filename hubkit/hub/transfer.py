@@ -130,11 +130,12 @@ def local_or_snapshot(
     *,
     revision: str | None = None,
     token: str | None = None,
+    endpoint: str | None = None,
     error: type[Exception] = HubError,
 ) -> Path:
     """``source`` itself when it exists here, else a snapshot of the Hub repo ``source`` (only
-    ``allow_patterns``) from ``HF_ENDPOINT``, as diffusers' own loaders read it; failures raise ``error`` with
-    one sentence (a path that looks local is never sent to the Hub)."""
+    ``allow_patterns``) from ``endpoint`` (default ``HF_ENDPOINT``, as diffusers' own loaders read it);
+    failures raise ``error`` with one sentence (a path that looks local is never sent to the Hub)."""
     path = Path(source)
     if path.exists():
         return path
@@ -143,11 +144,16 @@ def local_or_snapshot(
     try:
         return Path(
             snapshot_download(
-                str(source), revision=revision, token=token, allow_patterns=list(allow_patterns)
+                str(source),
+                revision=revision,
+                token=token,
+                allow_patterns=list(allow_patterns),
+                endpoint=endpoint,
             )
         )
     except (RepositoryNotFoundError, RevisionNotFoundError) as err:
-        raise error(f"{source}: no such repo or revision on the Hub ({type(err).__name__})") from err
+        named = f" {revision!r}" if revision else ""
+        raise error(f"{source}: no such repo or revision{named} on the Hub ({type(err).__name__})") from err
     except HfHubHTTPError as err:
         raise error(f"{source}: the Hub refused the download: {err}") from err
 

@@ -221,12 +221,16 @@ class _Scorer:
             self._metrics[name] = load_metric(name)
         return self._metrics[name]
 
+    def batch_of(self, n: int) -> _Batch:
+        """The batch that made image ``n`` of the run (in item order)."""
+        item = self.items[n]
+        return next(b for b in self.batches if item in b.items)
+
     def image(self, n: int, baseline: bool = False) -> np.ndarray:
         """Image ``n`` of the run (in item order), or the baseline's image of the same prompt and seed."""
-        item = self.items[n]
-        batch = next(b for b in self.batches if item in b.items)
+        batch = self.batch_of(n)
         images = batch.baseline_images if baseline else batch.images
-        return images[batch.items.index(item)]
+        return images[batch.items.index(self.items[n])]
 
     def rows(self, group: str, point: int) -> list[int]:
         return [n for n, item in enumerate(self.items) if item.group == group and item.point == point]
@@ -318,7 +322,7 @@ class _Rows:
         return [b.peak_memory_bytes for b in self._batches]
 
     def _attack_unet_evals(self) -> list[float]:
-        found = [next(b for b in self._batches if self.scorer.items[n] in b.items).attack for n in self.rows]
+        found = [self.scorer.batch_of(n).attack for n in self.rows]
         if any(a is None for a in found):
             raise ValueError(f"metric {self.spec.metric}: the suite does not attack group {self.spec.group}")
         return [float(a["unet_evals"]) for a in found]
@@ -334,8 +338,7 @@ def _column(name: str, point: dict[str, Any], swept: bool) -> str:
 def _samples(scorer: _Scorer, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for n, item in enumerate(scorer.items):
-        batch = next(b for b in scorer.batches if item in b.items)
-        image = batch.images[batch.items.index(item)]
+        image = scorer.image(n)
         rows.append(
             {
                 "group": item.group,

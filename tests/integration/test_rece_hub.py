@@ -66,7 +66,9 @@ def test_folder_is_a_diffusers_lora_of_the_exact_edit_with_an_adapter_card(publi
     assert info["method"] == "rece" and info["concepts"] == ["red"] and info["surrogate"] == "gray"
     facts = info["facts"]
     assert facts["layers"] == 14 and facts["train_seconds"] < 30
-    assert facts["erased_rows"] == 6 * (1 + 8) * 3  # 6 templates x (itself + 8 contexts) x (UCE + 2 rounds)
+    assert (
+        facts["erased_prompts"] == 6 * (1 + 8) * 3
+    )  # 6 templates x (itself + 8 contexts) x (UCE + 2 rounds)
     with safe_open(str(folder / "pytorch_lora_weights.safetensors"), framework="pt") as f:
         meta = f.metadata()
         keys = sorted(f.keys())
