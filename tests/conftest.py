@@ -142,6 +142,24 @@ def fresh_hub(tmp_path: Path) -> Iterator[HubServer]:
     server.kill9()
 
 
+@pytest.fixture(scope="session")
+def tiny_arch_folder(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``tiny_arch_folder(arch)``: the folder of the tiny random-weight pipeline of ``arch`` (``sd15``,
+    ``sd21``, ``sdxl``: :mod:`hubkit.architectures`), saved once per session on first use; the stock pipeline
+    class's ``from_pretrained`` loads it. Treat it as read-only: every test shares it."""
+    from hubkit.architectures import save_tiny_pipeline
+
+    root = tmp_path_factory.mktemp("tiny-architectures")
+
+    def folder(arch: str) -> Path:
+        path = root / arch
+        if not (path / "model_index.json").is_file():
+            save_tiny_pipeline(arch, path)
+        return path
+
+    return folder
+
+
 @pytest.fixture(params=["xet", "lfs"])
 def transfer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Upload protocol: the client's default (Xet) or classic LFS, as with ``HF_HUB_DISABLE_XET=1``."""
