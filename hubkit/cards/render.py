@@ -26,6 +26,9 @@ from huggingface_hub import (
 
 from hubkit import __version__
 from hubkit.cards.schema import (
+    ARCHITECTURE_KEY,
+    ARCHITECTURE_LABELS,
+    ARCHITECTURE_TAG_PREFIX,
     HUBKIT_KIND_TAG_PREFIX,
     HUBKIT_METHOD_TAG_PREFIX,
     HUBKIT_TAG,
@@ -41,6 +44,7 @@ __all__ = [
     "TEMPLATE_PACKAGE",
     "default_tags",
     "render_card",
+    "set_architecture",
     "settings_table",
     "template_text",
 ]
@@ -57,8 +61,8 @@ _CARD_CLASSES: dict[str, type[RepoCard]] = {
 }
 # Front-matter key order for model cards: what people read first (huggingface_hub puts the relation last).
 _MODEL_KEY_ORDER = [
-    "base_model", "base_model_relation", "library_name", "pipeline_tag", "license", "license_name",
-    "license_link", "tags", "datasets", "metrics", "language",
+    "base_model", "base_model_relation", ARCHITECTURE_KEY, "library_name", "pipeline_tag", "license",
+    "license_name", "license_link", "tags", "datasets", "metrics", "language",
 ]  # fmt: skip
 _SPACE_KEY_ORDER = [
     "title", "emoji", "colorFrom", "colorTo", "sdk", "sdk_version", "python_version", "app_file", "pinned",
@@ -217,6 +221,7 @@ def render_card(
     datasets: str | Sequence[str] | None = None,
     eval_results: Sequence[EvalResult] | None = None,
     model_name: str | None = None,
+    architecture: str | None = None,
     adapter_format: str = "lora",
     weight_name: str | None = None,
     component: str = "unet",
@@ -246,7 +251,9 @@ def render_card(
 
     Missing front-matter values take the kind's defaults (``schema.SCHEMAS[kind].defaults``); tags start
     with ``hubkit``, ``hubkit-kind:<kind>``, ``hubkit-method:<method>`` (and ``lora`` +
-    ``base_model:adapter:<base>`` for LoRA adapters), then ``tags``. ``eval_results`` become ``model-index``
+    ``base_model:adapter:<base>`` for LoRA adapters), then ``tags``. ``architecture`` (``sd1``, ``sd2``,
+    ``sdxl``: the base's family, model cards only) becomes ``base_architecture`` and a
+    ``base-architecture:<family>`` tag. ``eval_results`` become ``model-index``
     and an Evaluation section. ``sampling`` (``scheduler``, ``scheduler_config``, call kwargs) and
     ``quantization`` appear as tables and in the usage snippet; ``usage`` replaces the snippet; ``sections``
     (heading → Markdown) add method-specific text; ``metadata`` adds other front-matter keys (``widget``...).
@@ -278,6 +285,7 @@ def render_card(
     license = license or str(defaults.get("license", "apache-2.0"))
     name = repo_id.rsplit("/", 1)[-1] if repo_id else None
     title = title or name or f"{method or 'hubkit'} {kind.value}"
+    metadata = {**(metadata or {}), **_architecture_metadata(architecture, metadata)}
     all_tags = _unique(
         [
             *default_tags(
@@ -317,7 +325,7 @@ def render_card(
         eval_results=eval_results,
         model_name=model_name or name or _slug(title),
         space=space,
-        metadata=metadata or {},
+        metadata=metadata,
     )
     packages = ["diffusers", "transformers", "accelerate"]
     if kind is ArtifactKind.ADAPTER:
@@ -364,6 +372,27 @@ def render_card(
         problems = validate_card(card, kind, repo_type=schema.repo_type)
         if problems:
             raise CardError(problems, source=f"the rendered {kind.value} card")
+    return card
+
+
+def _architecture_metadata(architecture: str | None, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The front-matter key and tag that name the base's family (nothing when ``architecture`` is None)."""
+    if architecture is None:
+        return {}
+    tags = [*_as_list((metadata or {}).get("tags")), f"{ARCHITECTURE_TAG_PREFIX}{architecture}"]
+    return {ARCHITECTURE_KEY: architecture, "tags": tags}
+
+
+def set_architecture(card: ModelCard, architecture: str) -> ModelCard:
+    """``card`` naming its base's family (``base_architecture`` + the ``base-architecture:`` tag), checked
+    again: training adds it to whatever card the method rendered, so no method has to pass it on."""
+    tags = [t for t in card.data.tags or [] if not str(t).startswith(ARCHITECTURE_TAG_PREFIX)]
+    card.data.tags = _unique([*tags, f"{ARCHITECTURE_TAG_PREFIX}{architecture}"])
+    setattr(card.data, ARCHITECTURE_KEY, architecture)
+    card.content = f"---\n{card.data.to_yaml(original_order=_MODEL_KEY_ORDER)}\n---\n{card.text}"
+    problems = validate_card(card, repo_type="model")
+    if problems:
+        raise CardError(problems, source=f"the card with base_architecture '{architecture}'")
     return card
 
 
@@ -415,6 +444,9 @@ def settings_table(
             of = f" UNet's {facts['unet_parameters']:,}" if "unet_parameters" in facts else " UNet"
             share = f" ({facts['share'] * 100:.3f} % of the{of})"
         rows.append(("parameters", f"{facts['parameters']:,}{share}"))
+    if facts.get("architecture") in ARCHITECTURE_LABELS:
+        arch = facts["architecture"]
+        rows.append(("base architecture", f"{ARCHITECTURE_LABELS[arch]} (`{arch}`)"))
     if "train_seconds" in facts:
         rows.append((time_label, f"{facts['train_seconds']:.0f} s on {facts.get('device', 'cpu')}"))
     if "command" in facts:

@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 __all__ = [
+    "ARCHITECTURE_KEY",
+    "ARCHITECTURE_LABELS",
+    "ARCHITECTURE_TAG_PREFIX",
+    "BASE_ARCHITECTURES",
     "HUBKIT_KIND_TAG_PREFIX",
     "HUBKIT_METHOD_TAG_PREFIX",
     "HUBKIT_TAG",
@@ -33,6 +37,17 @@ HUBKIT_METHOD_TAG_PREFIX = "hubkit-method:"
 """``hubkit-method:<name>`` names the method (plugin) that produced the artifact."""
 HUBKIT_KIND_TAG_PREFIX = "hubkit-kind:"
 """``hubkit-kind:<kind>`` names the artifact kind, so validation needs no guessing."""
+
+BASE_ARCHITECTURES = ("sd1", "sd2", "sdxl")
+"""The Stable Diffusion families an artifact's base can be (``hubkit.architectures.architecture_of`` names
+them from the UNet config): an adapter or a quantized UNet only fits bases of its own family."""
+ARCHITECTURE_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+ARCHITECTURE_KEY = "base_architecture"
+"""Model-card key naming the base's family, one of :data:`BASE_ARCHITECTURES` (the leaderboard filters by
+it)."""
+ARCHITECTURE_TAG_PREFIX = "base-architecture:"
+"""``base-architecture:<family>`` repeats :data:`ARCHITECTURE_KEY` as a tag, so the Hub's tag filter finds
+every artifact of one family."""
 
 REPO_TYPES = ("model", "dataset", "space")
 SPACE_COLORS = frozenset({"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"})

@@ -28,6 +28,9 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from huggingface_hub.utils import validate_repo_id
 
 from hubkit.cards.schema import (
+    ARCHITECTURE_KEY,
+    ARCHITECTURE_TAG_PREFIX,
+    BASE_ARCHITECTURES,
     BASE_MODEL_RELATIONS,
     HUBKIT_KIND_TAG_PREFIX,
     HUBKIT_TAG,
@@ -62,6 +65,7 @@ _KEY_TYPES: dict[str, tuple[str, tuple[type, ...]]] = {
     "library_name": ("a string", _STR),
     "pipeline_tag": ("a string", _STR),
     "base_model_relation": ("a string", _STR),
+    ARCHITECTURE_KEY: ("a string", _STR),
     "license_name": ("a string", _STR),
     "license_link": ("a string", _STR),
     "title": ("a string", _STR),
@@ -422,6 +426,53 @@ def _check_tags(
                 )
 
 
+def _check_architecture(
+    meta: Mapping[str, Any], schema: KindSchema, bad: set[str], problems: list[CardProblem]
+) -> None:
+    """``base_architecture`` and its ``base-architecture:`` tag: a known family, the two agreeing, on model
+    cards only. Both are optional (cards written before hubkit recorded them have neither), but one without
+    the other is a half-written card: the Hub's tag filter and the leaderboard would disagree."""
+    value = meta.get(ARCHITECTURE_KEY)
+    tagged = [t[len(ARCHITECTURE_TAG_PREFIX) :] for t in _tags(meta) if t.startswith(ARCHITECTURE_TAG_PREFIX)]
+    if value is None and not tagged:
+        return
+    if not schema.kind.is_model:
+        where = ARCHITECTURE_KEY if value is not None else "tags"
+        problems.append(CardProblem(where, f"only model cards name a base architecture, not {schema.kind}"))
+        return
+    known = ", ".join(BASE_ARCHITECTURES)
+    if ARCHITECTURE_KEY not in bad and value is not None and value not in BASE_ARCHITECTURES:
+        problems.append(
+            CardProblem(
+                ARCHITECTURE_KEY, f"'{value}' is not an architecture hubkit knows; expected one of {known}"
+            )
+        )
+    for arch in tagged:
+        if arch not in BASE_ARCHITECTURES:
+            problems.append(
+                CardProblem(
+                    "tags", f"'{ARCHITECTURE_TAG_PREFIX}{arch}': expected one of {known} after the prefix"
+                )
+            )
+    if ARCHITECTURE_KEY in bad or (value is not None and value not in BASE_ARCHITECTURES):
+        return
+    if value is None:
+        problems.append(
+            CardProblem(
+                ARCHITECTURE_KEY, f"missing (the card is tagged '{ARCHITECTURE_TAG_PREFIX}{tagged[0]}')"
+            )
+        )
+    elif not tagged:
+        problems.append(
+            CardProblem(
+                "tags", f"missing '{ARCHITECTURE_TAG_PREFIX}{value}' ({ARCHITECTURE_KEY} is '{value}')"
+            )
+        )
+    elif set(tagged) != {value}:
+        shown = ", ".join(f"'{ARCHITECTURE_TAG_PREFIX}{a}'" for a in tagged)
+        problems.append(CardProblem("tags", f"{shown} does not match {ARCHITECTURE_KEY} '{value}'"))
+
+
 def _check_model_index(index: Any, problems: list[CardProblem]) -> None:
     """Check the model-index shape key by key (hub-docs modelcard.md), so each hole is named."""
     root = "model-index"
@@ -568,6 +619,7 @@ def _inspect(
     _check_license(meta, bad, problems)
     _check_base_model(meta, schema, bad, problems)
     _check_tags(meta, schema, bad, wanted is not None, problems)
+    _check_architecture(meta, schema, bad, problems)
     _check_space(meta, schema, bad, problems)
     _check_other(meta, schema, bad, problems)
     _check_body(body, problems)

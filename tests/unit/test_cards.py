@@ -163,6 +163,43 @@ def test_render_refuses_a_card_that_would_not_validate() -> None:
         render_card("adapter", method="spm", base_model=BASE, adapter_format="safetensors")
 
 
+def test_the_base_architecture_is_a_field_and_a_tag_that_agree(tmp_path: Path) -> None:
+    """``base_architecture`` + ``base-architecture:<family>``: rendered together, optional (older cards have
+    neither), refused when unknown, half-written or contradicting, and only on model cards."""
+    meta = front_matter(render_card("adapter", **MINIMAL[ArtifactKind.ADAPTER], architecture="sdxl"))
+    assert meta["base_architecture"] == "sdxl" and "base-architecture:sdxl" in meta["tags"]
+    assert list(meta).index("base_architecture") == list(meta).index("base_model_relation") + 1
+    assert validate_card(make_card(meta)) == []
+    assert "base_architecture" not in valid_adapter_meta()  # optional: older cards still validate
+
+    def problems(**changes: Any) -> list[str]:
+        return [str(p) for p in validate_card(make_card({**meta, **changes}))]
+
+    tags = [t for t in meta["tags"] if not t.startswith("base-architecture:")]
+    assert problems(base_architecture="sd3") == [
+        "base_architecture: 'sd3' is not an architecture hubkit knows; expected one of sd1, sd2, sdxl"
+    ]
+    assert problems(tags=tags) == ["tags: missing 'base-architecture:sdxl' (base_architecture is 'sdxl')"]
+    assert problems(tags=[*tags, "base-architecture:sd1"]) == [
+        "tags: 'base-architecture:sd1' does not match base_architecture 'sdxl'"
+    ]
+    assert problems(base_architecture=None) == [
+        "base_architecture: missing (the card is tagged 'base-architecture:sdxl')"
+    ]
+    assert problems(base_architecture=2) == [
+        "base_architecture: must be a string (quote it in YAML), got int 2"
+    ]
+    with pytest.raises(CardError, match="only model cards name a base architecture, not dataset"):
+        render_card("dataset", repo_id="hubkit/shapes", architecture="sd1")
+
+    runner = CliRunner()
+    (tmp_path / "README.md").write_text(make_card({**meta, "base_architecture": "sd3"}))
+    result = runner.invoke(card_app, ["check", str(tmp_path)])
+    assert result.exit_code == 1 and "'sd3' is not an architecture hubkit knows" in result.stdout
+    (tmp_path / "README.md").write_text(make_card(meta))
+    assert runner.invoke(card_app, ["check", str(tmp_path)]).stdout.strip() == "card OK (adapter)"
+
+
 # ------------------------------------------------------------------------------------------ model-index
 
 
