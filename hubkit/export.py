@@ -65,12 +65,21 @@ def export_merged(
         pipe.save_pretrained(folder, safe_serialization=True)
         info = {"merged_from": {"source": source, "revision": artifact.revision, "method": method.name}}
         (folder / "hubkit.json").write_text(json.dumps({**info, "base_model": base_id}, indent=2) + "\n")
-        _card(artifact, method.name, base_id).save(str(folder / "README.md"))
+        _card(artifact, method.name, base_id, _architecture(pipe)).save(str(folder / "README.md"))
 
     return atomic_folder(out, fill, force=True)
 
 
-def _card(artifact: Any, method: str, base_id: str):
+def _architecture(pipe: Any) -> str | None:
+    from hubkit.architectures import architecture_of
+
+    try:
+        return architecture_of(pipe)
+    except ValueError:  # no Stable Diffusion UNet: the card names no family
+        return None
+
+
+def _card(artifact: Any, method: str, base_id: str, architecture: str | None = None):
     from hubkit.cards import render_card
 
     source = artifact.repo_id or artifact.source
@@ -79,6 +88,7 @@ def _card(artifact: Any, method: str, base_id: str):
         method=method,
         base_model=base_id,
         base_model_relation="finetune",
+        architecture=architecture,
         title=f"{Path(str(source)).name} (merged)",
         description=(
             f"[`{base_id}`](/{base_id}) with the {method} artifact `{source}` fused into its weights by "

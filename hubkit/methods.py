@@ -20,7 +20,12 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hubkit.cards.schema import HUBKIT_METHOD_TAG_PREFIX
+from hubkit.cards.schema import (
+    ARCHITECTURE_KEY,
+    ARCHITECTURE_TAG_PREFIX,
+    BASE_ARCHITECTURES,
+    HUBKIT_METHOD_TAG_PREFIX,
+)
 
 ENTRY_POINT_GROUP = "hubkit.methods"
 
@@ -78,6 +83,18 @@ class Artifact:
         if isinstance(base, list):
             base = base[0] if base else None
         return str(base) if base else None
+
+    @property
+    def architecture(self) -> str | None:
+        """The base's family (``sd1``, ``sd2``, ``sdxl``) as the artifact records it: its card's
+        ``base_architecture`` (or tag), else ``hubkit.json``'s ``architecture``. None for artifacts made
+        before hubkit recorded it: callers derive it from the base's config (``hubkit.architectures``)."""
+        tagged = [
+            t[len(ARCHITECTURE_TAG_PREFIX) :] for t in self.tags if t.startswith(ARCHITECTURE_TAG_PREFIX)
+        ]
+        value = self.card_data.get(ARCHITECTURE_KEY) or next(iter(tagged), None)
+        value = value or self.hubkit_json.get("architecture")
+        return str(value) if value else None
 
     @property
     def declared_method(self) -> str | None:
@@ -160,6 +177,8 @@ class Method:
     A method that trains sets ``config_class`` (a dataclass whose fields carry ``metadata={"help": ...}``:
     ``hubkit train <name>`` is generated from it) and implements :meth:`train`. Suites shipped in a
     ``suites/`` folder beside the method's module are found by ``load_suite``; demo artifacts in ``demo/``.
+    ``architectures`` lists the base families it trains on; training refuses others with
+    :meth:`architecture_gap`'s reason.
     """
 
     name: ClassVar[str]
@@ -172,6 +191,8 @@ class Method:
     stack_phase: ClassVar[int] = 0
     stack_rule: ClassVar[str] = "it edits the base weights or adds an adapter"
     replaces_unet: ClassVar[bool] = False  # a stack holds at most one component that swaps the UNet
+    # The Stable Diffusion families (hubkit.architectures.architecture_of) the method trains on.
+    architectures: ClassVar[tuple[str, ...]] = BASE_ARCHITECTURES
 
     @property
     def needs_base(self) -> bool:
@@ -221,6 +242,16 @@ class Method:
         return folder if folder.is_dir() else None
 
     # -- training ------------------------------------------------------------------------------------
+    @classmethod
+    def architecture_gap(cls, architecture: str) -> str | None:
+        """What the method lacks to train on a base of ``architecture`` (``sd1``, ``sd2``, ``sdxl``), or None
+        when it can: training refuses with this reason before any work. A method overrides it to name the
+        missing piece ("its step passes SDXL's UNet no pooled text embeddings"); by default only
+        :attr:`architectures` are supported."""
+        if architecture in cls.architectures:
+            return None
+        return f"it supports only {', '.join(cls.architectures)}"
+
     def train(
         self,
         base: str,

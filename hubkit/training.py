@@ -27,6 +27,7 @@ __all__ = [
     "TrainingRun",
     "TrainingSettings",
     "TrainingStep",
+    "base_architecture",
     "checkpoint_dir",
     "checkpoints",
     "choose_mixed_precision",
@@ -67,11 +68,32 @@ def prepare_training(
     return out, pipe
 
 
+def base_architecture(method: str, base: str, pipe: Any, error: type[Exception] = ValueError) -> str | None:
+    """The family of ``pipe`` (``sd1``, ``sd2``, ``sdxl``; None for a model that is no Stable Diffusion UNet,
+    which the method judges itself), after asking the registered ``method`` whether it trains on it: a
+    family it lacks something for is refused with ``error`` and one line naming the family and what is
+    missing (:meth:`hubkit.methods.Method.architecture_gap`), before any work."""
+    from hubkit.architectures import architecture_of
+    from hubkit.cards.schema import ARCHITECTURE_LABELS
+    from hubkit.methods import available_methods
+
+    try:
+        arch = architecture_of(pipe)
+    except ValueError:
+        return None
+    cls = available_methods().get(method)
+    gap = cls.architecture_gap(arch) if cls is not None else None
+    if gap:
+        raise error(f"{method} cannot train on {base}, an {ARCHITECTURE_LABELS[arch]} base ({arch}): {gap}")
+    return arch
+
+
 @dataclass
 class TrainingJob:
     """A method's ``train`` call sorted out: the base pipeline, the output folder, the options for
     :func:`run_training` (``loop``: ``progress``, ``out``, ``resume``, ``checkpoint_every``) and what the
-    final write needs to name the artifact (method, base, config, the repo id its card uses)."""
+    final write needs to name the artifact (method, base, its family ``architecture``, config, the repo id
+    its card uses)."""
 
     method: str
     base: str
@@ -82,6 +104,7 @@ class TrainingJob:
     loop: dict[str, Any]
     endpoint: str | None = None  # where the base came from: a method pulls its data from the same Hub
     token: str | None = None
+    architecture: str | None = None  # sd1 / sd2 / sdxl; None when the base is no Stable Diffusion UNet
 
     @staticmethod
     def facts(
@@ -106,14 +129,27 @@ class TrainingJob:
         facts: dict[str, Any],
     ) -> None:
         """:func:`write_trained_folder` with the card ``card(config, base, repo_id, facts=facts)`` and the
-        ``hubkit train`` command that reproduces the artifact."""
+        ``hubkit train`` command that reproduces the artifact. The base's family goes into the facts, the
+        top of ``hubkit.json`` and the card (``base_architecture`` + tag) here, for every method."""
+        from hubkit.cards.render import set_architecture
+
+        arch = self.architecture
+        if arch is not None:
+            facts["architecture"] = arch
+
+        def save_all(folder: Path) -> None:
+            save(folder)
+            info = folder / "hubkit.json"
+            if arch is not None and info.is_file():
+                data = json.loads(info.read_text())
+                info.write_text(json.dumps({**data, "architecture": arch}, indent=2, sort_keys=True) + "\n")
+
+        def make_card(facts: dict[str, Any]) -> Any:
+            made = card(self.config, self.base, self.repo_id, facts=facts)
+            return set_architecture(made, arch) if arch is not None else made
+
         write_trained_folder(
-            self.out,
-            weight_name,
-            save,
-            lambda facts: card(self.config, self.base, self.repo_id, facts=facts),
-            facts,
-            command=(self.method, self.config, self.base),
+            self.out, weight_name, save_all, make_card, facts, command=(self.method, self.config, self.base)
         )
 
 
@@ -134,13 +170,15 @@ def start_training(
     token: str | None = None,
 ) -> TrainingJob:
     """What every ``Method.train`` does first, with :meth:`hubkit.methods.Method.train`'s options (a method
-    passes them on as ``**options``, so it repeats none of them): :func:`prepare_training`, then the job
-    that carries the loop's options and writes the artifact at the end."""
+    passes them on as ``**options``, so it repeats none of them): :func:`prepare_training`, the base's
+    family checked against the method's (:func:`base_architecture`), then the job that carries the loop's
+    options and writes the artifact at the end."""
     out, pipe = prepare_training(
         base, out, pipe=pipe, force=force, resume=resume, endpoint=endpoint, token=token, error=error
     )
+    arch = base_architecture(method, base, pipe, error)
     loop = {"progress": progress, "out": out, "resume": resume, "checkpoint_every": checkpoint_every}
-    return TrainingJob(method, base, config, out, pipe, repo_id, loop, endpoint, token)
+    return TrainingJob(method, base, config, out, pipe, repo_id, loop, endpoint, token, arch)
 
 
 def write_trained_folder(

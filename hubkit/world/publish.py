@@ -96,6 +96,7 @@ def write_judge(folder: Path, namespace: str = "hubkit") -> None:
 
 
 def write_base_model(folder: Path, namespace: str = "hubkit") -> None:
+    from hubkit.architectures import architecture_of
     from hubkit.cards import render_card
     from hubkit.world.base_model import assemble_pipeline
 
@@ -117,6 +118,7 @@ def write_base_model(folder: Path, namespace: str = "hubkit") -> None:
         ),
         datasets=[f"{namespace}/shapes"],
         tags=["stable-diffusion", "reference-world"],
+        architecture=architecture_of(pipe),
         prompt="a red circle on a white background",
         sampling={"scheduler": type(pipe.scheduler).__name__, **RECOMMENDED_CALL},
     )

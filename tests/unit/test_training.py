@@ -1,18 +1,27 @@
 """The shared training loop (``hubkit.training.run_training``): accumulation, checkpoints, resume, atomic
-writes; and resume equality of SPM and LCM-LoRA on the tiny base pipeline."""
+writes; the base's architecture checked and recorded; and resume equality of SPM and LCM-LoRA on the tiny
+base pipeline."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from hubkit.adapters.lcm_lora import LCMLoRAConfig, distill_lcm_lora, remove_lora
 from hubkit.adapters.spm import SPMConfig
 from hubkit.adapters.spm.train import SPMStep
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-from hubkit.methods import get_method
+from hubkit.architectures import scheduler_config, unet_config
+from hubkit.cards import render_card, validate_card
+from hubkit.cards.render import settings_table
+from hubkit.methods import Method, available_methods, get_method
 from hubkit.training import (
     StepContext,
     TrainingStep,
@@ -20,6 +29,7 @@ from hubkit.training import (
     checkpoints,
     choose_mixed_precision,
     run_training,
+    start_training,
     write_trained_folder,
 )
 from hubkit.world.base_model import assemble_pipeline
@@ -157,6 +167,79 @@ def test_final_write_is_atomic_and_removes_the_checkpoints(tmp_path):
     )
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "w.safetensors"]
     assert facts["file_bytes"] == 5 and not checkpoint_dir(out).exists()
+
+
+# -- the base's architecture: refused when the method lacks something, recorded in every artifact ---------
+
+
+class SD1Error(ValueError):
+    """The fake method's own error class."""
+
+
+class SD1Only(Method):
+    """A method that trains on SD 1.x alone; it says what it lacks for SDXL, the default reason otherwise."""
+
+    name = "sd1-only"
+    architectures = ("sd1",)
+
+    @classmethod
+    def architecture_gap(cls, architecture: str) -> str | None:
+        if architecture == "sdxl":
+            return "its step passes the UNet no pooled text embeddings or time ids (added_cond_kwargs)"
+        return super().architecture_gap(architecture)
+
+
+@dataclass
+class SD1Config:
+    steps: int = 1
+
+
+def _fake_pipe(arch: str) -> SimpleNamespace:
+    """What ``architecture_of`` reads of a pipeline (the UNet's and scheduler's configs), without weights."""
+    prediction = scheduler_config(arch)[1]["prediction_type"]
+    return SimpleNamespace(unet=SimpleNamespace(config=unet_config(arch)), scheduler=SimpleNamespace(
+        config=SimpleNamespace(prediction_type=prediction)))  # fmt: skip
+
+
+def test_training_refuses_an_architecture_the_method_lacks_and_records_the_one_it_trains_on(
+    tmp_path, monkeypatch
+):
+    methods = {**available_methods(), SD1Only.name: SD1Only}
+    monkeypatch.setattr("hubkit.methods.available_methods", lambda: methods)
+    start = partial(start_training, SD1Only.name, config=SD1Config(), error=SD1Error, progress=False)
+    with pytest.raises(SD1Error) as refused:
+        start(base="alice/tiny-sdxl", out=tmp_path / "xl", pipe=_fake_pipe("sdxl"))
+    assert str(refused.value) == (
+        "sd1-only cannot train on alice/tiny-sdxl, an SDXL base (sdxl): its step passes the UNet no pooled "
+        "text embeddings or time ids (added_cond_kwargs)"
+    )
+    with pytest.raises(SD1Error, match=r"^sd1-only cannot train on alice/tiny-sd21, an SD 2.x base \(sd2\): "
+                       r"it supports only sd1$"):  # fmt: skip
+        start(base="alice/tiny-sd21", out=tmp_path / "v", pipe=_fake_pipe("sd21"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # refused before any work
+
+    job = start(base="alice/tiny-sd15", out=tmp_path / "ok", pipe=_fake_pipe("sd15"), repo_id="alice/ok")
+    assert job.architecture == "sd1"
+
+    def save(folder: Path) -> None:
+        (folder / "w.safetensors").write_bytes(b"12345")
+        (folder / "hubkit.json").write_text(json.dumps({"method": SD1Only.name, "base_model": job.base}))
+
+    def card(config, base, repo_id, *, facts):
+        sections = {"Training": settings_table([("steps", str(config.steps))], facts)}
+        return render_card(
+            "adapter", method=SD1Only.name, base_model=base, repo_id=repo_id, sections=sections
+        )
+
+    facts: dict = {"parameters": 5}
+    job.write("w.safetensors", save, card, facts)
+    info = json.loads((tmp_path / "ok" / "hubkit.json").read_text())
+    assert info == {"architecture": "sd1", "base_model": "alice/tiny-sd15", "method": "sd1-only"}
+    assert facts["architecture"] == "sd1"
+    written = ModelCard.load(tmp_path / "ok" / "README.md")
+    assert written.data.base_architecture == "sd1" and "base-architecture:sd1" in written.data.tags
+    assert "| base architecture | SD 1.x (`sd1`) |" in written.text
+    assert validate_card(written) == []
 
 
 # -- the methods on the loop: a stopped run resumed gives the same artifact ----------------------------
