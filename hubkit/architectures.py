@@ -47,6 +47,7 @@ __all__ = [
     "ARCHITECTURES",
     "FAMILIES",
     "architecture_of",
+    "architecture_of_repo",
     "build_tiny_pipeline",
     "build_tokenizer",
     "save_tiny_pipeline",
@@ -451,3 +452,29 @@ def architecture_of(obj: Any, prediction_type: str | None = None) -> str:
     ):
         return "sd2"
     return "sd1"
+
+
+def architecture_of_repo(api: Any, repo_id: str, revision: str | None = None) -> str:
+    """:func:`architecture_of` a pipeline (or UNet) repo on ``api``'s Hub from its configs alone (the UNet's
+    ``config.json`` and the scheduler's, no weights): how artifacts published before hubkit recorded their
+    base's family get one. ``ValueError`` naming the repo when it has no SD UNet config or cannot be read."""
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    def read(name: str) -> dict[str, Any] | None:
+        try:
+            path = api.hf_hub_download(repo_id, name, revision=revision)
+        except EntryNotFoundError:
+            return None
+        return json.loads(Path(path).read_text())
+
+    try:
+        unet = read("unet/config.json") or read("config.json")
+        scheduler = read("scheduler/scheduler_config.json") or {}
+    except (HfHubHTTPError, OSError, ValueError) as err:
+        raise ValueError(f"{repo_id}: cannot read its configs ({err})") from err
+    if unet is None:
+        raise ValueError(f"{repo_id} has neither unet/config.json nor config.json: not a diffusers UNet")
+    try:
+        return architecture_of(unet, scheduler.get("prediction_type"))
+    except ValueError as err:
+        raise ValueError(f"{repo_id}: {err}") from err

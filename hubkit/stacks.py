@@ -1,10 +1,11 @@
 """Stacks: one base model and component artifacts pinned to commits, applied in order, as one artifact.
 
-A stack repo holds no weights: ``hubkit.json`` (method ``stack``, the base and its commit, the components in
-application order, each with its repo, commit, method and suites) and a card. Loading pulls each component at
-its commit and applies it on the base pipeline with its own method (:meth:`Method.apply_in_stack`). Where a
-component may go is its method's rule (:attr:`Method.stack_phase`, :attr:`Method.replaces_unet`): the core
-checks the rules generically and knows no method.
+A stack repo holds no weights: ``hubkit.json`` (method ``stack``, the base, its commit and its family, the
+components in application order, each with its repo, commit, method and suites) and a card. Loading pulls
+each component at its commit and applies it on the base pipeline with its own method
+(:meth:`Method.apply_in_stack`). Where a component may go is its method's rule (:attr:`Method.stack_phase`,
+:attr:`Method.replaces_unet`): the core checks the rules generically and knows no method. Every component
+is made for the stack's base, so for its family too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from hubkit.cards.schema import ARCHITECTURE_LABELS
 from hubkit.config import JSONConfig
 from hubkit.methods import Artifact, DemoArtifact, Method, MethodError, fuse_adapters, get_method, method_for
 
@@ -112,7 +114,7 @@ def _commit(api: Any, repo: str, revision: str | None) -> str:
         raise StackError(f"{repo}: the Hub refused to describe it ({err})") from err
 
 
-def _component(api: Any, ref: str, base: str) -> tuple[StackComponent, Method]:
+def _component(api: Any, ref: str, base: str, architecture: str | None) -> tuple[StackComponent, Method]:
     from hubkit.leaderboard.evaluation import fetch_card_files
 
     repo, _, revision = ref.partition("@")
@@ -131,8 +133,25 @@ def _component(api: Any, ref: str, base: str) -> tuple[StackComponent, Method]:
                 f"{repo} is made for {artifact.base_model or 'an unnamed base'}, the stack's base is {base}: "
                 "a stack has one base"
             )
+        made_for = artifact.architecture
+        if architecture and made_for and made_for != architecture:
+            label = ARCHITECTURE_LABELS.get(made_for, made_for)
+            raise StackError(
+                f"{repo} was made for an {label} base ({made_for}), the stack's base {base} is "
+                f"{ARCHITECTURE_LABELS[architecture]} ({architecture}): a stack has one architecture"
+            )
         suites = DemoArtifact.suites(*method.default_suites(artifact))
     return StackComponent(repo, sha, method.name, suites), method
+
+
+def _base_architecture(api: Any, base: str, revision: str) -> str | None:
+    """The base's family from its configs on the Hub; None when it has no Stable Diffusion UNet config."""
+    from hubkit.architectures import architecture_of_repo
+
+    try:
+        return architecture_of_repo(api, base, revision)
+    except ValueError:
+        return None
 
 
 def create_stack(
@@ -157,12 +176,14 @@ def create_stack(
         raise StackError(f"{out} exists and is not empty (pass --force to replace it)")
     api = _api(endpoint, token)
     base_revision = _commit(api, base, None)
-    found = [_component(api, ref, base) for ref in components]
+    architecture = _base_architecture(api, base, base_revision)
+    found = [_component(api, ref, base, architecture) for ref in components]
     check_order([(c.ref, m) for c, m in found])
     info = {
         "method": STACK_METHOD,
         "base_model": base,
         "base_revision": base_revision,
+        "architecture": architecture,
         "components": [c.to_json() for c, _ in found],
     }
 
@@ -330,7 +351,11 @@ class StackMethod(Method):
             endpoint=options.get("endpoint"),
             token=options.get("token"),
         )
-        return {"components": len(info["components"]), "base_revision": info["base_revision"]}
+        return {
+            "components": len(info["components"]),
+            "base_revision": info["base_revision"],
+            "architecture": info["architecture"],
+        }
 
     def summary(self, config: StackConfig, facts: dict[str, Any]) -> str:
         return f"stack of {facts['components']} components: {', '.join(config.components)}"

@@ -30,6 +30,7 @@ def stack_card(info: dict[str, Any], repo_id: str | None = None) -> ModelCard:
         method="stack",
         repo_id=repo_id,
         base_model=base,
+        architecture=info.get("architecture"),
         adapter_format="stack",
         tags=["stack", *(f"stack-component:{m}" for m in methods)],
         description=(

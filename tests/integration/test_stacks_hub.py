@@ -1,6 +1,7 @@
 """Stacks on an embedded Hub: `hubkit stack create` pins each component → publish → `load_stack` applies
 them in order by their own methods (LoRAs all active, the quantizer requantizing the edited UNet) → eval
-through the registry; clear errors for a missing revision, mixed bases, two quantizers, a wrong order."""
+through the registry; clear errors for a missing revision, mixed bases or architectures, two quantizers, a
+wrong order."""
 
 from __future__ import annotations
 
@@ -28,11 +29,13 @@ def _cli(hub, *args: str):
 @pytest.fixture(scope="module")
 def world(hub, tmp_path_factory) -> dict[str, str]:
     """alice's base, RECE erasing red, a 2-step LCM-LoRA and W8A8 / W4A8 UNets of the base, all published;
-    and a RECE made for another base (the same files, the card naming another model)."""
+    a RECE made for another base (the same files, the card naming another model) and one whose card says its
+    base is an SDXL (as if the base repo had been replaced since)."""
     from conftest import publish_tiny_quantized
     from hubkit.adapters.lcm_lora import LCMLoRAConfig
     from hubkit.adapters.rece import RECEConfig
 
+    from hubkit.cards.render import set_architecture
     from hubkit.hub import publish
     from hubkit.methods import get_method
     from hubkit.world.base_model import assemble_pipeline
@@ -58,6 +61,12 @@ def world(hub, tmp_path_factory) -> dict[str, str]:
     info = json.loads((other / "hubkit.json").read_text())
     (other / "hubkit.json").write_text(json.dumps(info | {"base_model": "bob/another-model"}))
     publish(other, "alice/rece-other", endpoint=hub.url, token=token)
+    xl = tmp / "rece-xl"
+    shutil.copytree(tmp / "rece-red", xl)
+    set_architecture(ModelCard.load(xl / "README.md"), "sdxl").save(xl / "README.md")
+    info = json.loads((xl / "hubkit.json").read_text())
+    (xl / "hubkit.json").write_text(json.dumps(info | {"architecture": "sdxl"}))
+    publish(xl, "alice/rece-xl", endpoint=hub.url, token=token)
     return {"base": base, "tmp": str(tmp)}
 
 
@@ -80,6 +89,7 @@ def test_stack_pins_each_component_and_has_a_card(hub, world, stack):
     info = json.loads((Path(stack["folder"]) / "hubkit.json").read_text())
     assert info["method"] == "stack" and info["base_model"] == world["base"]
     assert info["base_revision"] == api.model_info(world["base"]).sha
+    assert info["architecture"] == "sd1"  # from the base's configs on the Hub
     assert [(c["repo"], c["method"]) for c in info["components"]] == [
         ("alice/rece-red", "rece"),
         ("alice/lcm-lora", "lcm-lora"),
@@ -92,6 +102,7 @@ def test_stack_pins_each_component_and_has_a_card(hub, world, stack):
     assert card.data.base_model == world["base"] and card.data.base_model_relation == "adapter"
     assert {"hubkit-method:stack", "stack-component:rece", "stack-component:quantize"} <= set(card.data.tags)
     assert "lora" not in card.data.tags and "load_stack" in card.text
+    assert card.data.base_architecture == "sd1" and "base-architecture:sd1" in card.data.tags
 
 
 def test_load_stack_applies_every_component_in_order(hub, world, stack):
@@ -135,6 +146,7 @@ def test_eval_ranks_the_stack_on_its_components_suites(hub, world, stack):
     }
     record = evaluate(stack["repo"], DATA / "tiny-suite.json", **common)
     assert record["model"]["method"] == "stack" and record["settings"]["guidance_scale"] == 1.0
+    assert record["model"]["architecture"] == "sd1"
     assert (
         record["settings"]["num_inference_steps"] == 4 and record["settings"]["scheduler"] == "LCMScheduler"
     )
@@ -154,6 +166,7 @@ def test_eval_ranks_the_stack_on_its_components_suites(hub, world, stack):
         (["alice/rece-red@" + "0" * 40], "alice/rece-red has no revision '0000"),
         (["alice/nope"], "alice/nope: no such repo"),
         (["alice/rece-red", "alice/rece-other"], "made for bob/another-model, the stack's base is alice/"),
+        (["alice/rece-xl"], "alice/rece-xl was made for an SDXL base (sdxl), the stack's base alice/"),
         (["alice/w8a8", "alice/w4a8"], "a stack has one UNet: alice/w8a8@"),
         (["alice/w8a8", "alice/rece-red"], "cannot come after alice/w8a8@"),
         (["alice/rece-red", "alice/rece-red"], "appears twice"),
