@@ -38,6 +38,7 @@ ID_COLUMNS = [
     "method",
     "kind",
     "base_model",
+    "architecture",
     "suite",
     "suite_version",
     "params",
@@ -48,7 +49,7 @@ CARD_FILES = ("README.md", "hubkit.json")
 NOT_WEIGHTS = (*CARD_FILES, ".gitattributes")
 """Files (besides ``.eval_results/``) whose changes leave a model's weights, so its identity, as they were."""
 
-__all__ = ["ID_COLUMNS", "Leaderboard", "RunSummary", "records_table", "to_markdown"]
+__all__ = ["ID_COLUMNS", "Leaderboard", "RunSummary", "of_architecture", "records_table", "to_markdown"]
 
 
 def request_path(model: str) -> str:
@@ -74,6 +75,7 @@ class Leaderboard:
     ):
         self.api, self.results_repo, self.requests_repo = api, results_repo, requests_repo
         self._fingerprints: dict[tuple[str, str], str | None] = {}
+        self._architectures: dict[tuple[str, str | None], str | None] = {}
 
     # -- model identity ------------------------------------------------------------------------------
     def weights_revisions(
@@ -289,8 +291,27 @@ class Leaderboard:
         ]
 
     def table(self) -> pd.DataFrame:
-        all_records = self.records()
+        all_records = [self.with_architecture(r) for r in self.records()]
         return records_table(all_records, self.weights_revisions(all_records))
+
+    def with_architecture(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` with its base's family: as recorded, or, for records written before evaluations
+        recorded it, derived from the configs of the base at its revision (of the model itself when it is
+        a whole pipeline) on the Hub; None when they name no Stable Diffusion UNet."""
+        model = record["model"]
+        if model.get("architecture") or (model["revision"] is None and not model.get("base_model")):
+            return record
+        repo, revision = model.get("base_model"), model.get("base_revision")
+        if not repo:
+            repo, revision = model["id"], model["revision"]
+        if (repo, revision) not in self._architectures:
+            from hubkit.architectures import architecture_of_repo
+
+            try:
+                self._architectures[(repo, revision)] = architecture_of_repo(self.api, repo, revision)
+            except ValueError:
+                self._architectures[(repo, revision)] = None
+        return {**record, "model": {**model, "architecture": self._architectures[(repo, revision)]}}
 
     def publish_table(self) -> pd.DataFrame:
         """Write ``leaderboard.parquet``, ``leaderboard.md``, ``plots.json`` (the plots the table's suites
@@ -321,9 +342,11 @@ class Leaderboard:
     def published_table(self) -> pd.DataFrame:
         """The table as last published (``leaderboard.parquet``), empty if there is none yet."""
         try:
-            return pd.read_parquet(io.BytesIO(self._download(self.results_repo, "leaderboard.parquet")))
+            table = pd.read_parquet(io.BytesIO(self._download(self.results_repo, "leaderboard.parquet")))
         except (EntryNotFoundError, RepositoryNotFoundError):
             return records_table([])
+        missing = [c for c in ID_COLUMNS if c not in table.columns]  # a table from an older hubkit
+        return table.assign(**dict.fromkeys(missing)) if missing else table
 
     # -- helpers -------------------------------------------------------------------------------------
     def _files(self, repo: str, prefix: str) -> list[str]:
@@ -362,6 +385,7 @@ def records_table(
             "method": r["model"]["method"],
             "kind": r["model"]["kind"],
             "base_model": r["model"]["base_model"],
+            "architecture": r["model"].get("architecture"),
             "suite": r["suite"]["name"],
             "suite_version": int(r["suite"]["version"]),
             "params": json.dumps(r["suite"]["params"], sort_keys=True),
@@ -393,11 +417,21 @@ def suite_sections(table: pd.DataFrame) -> list[SuiteSection]:
     sections = []
     for suite, rows in table.groupby("suite", sort=True):
         metrics = [c for c in rows.columns if c not in ID_COLUMNS and rows[c].notna().any()]
-        columns = ["model", "revision", "method", "params", *metrics]
+        columns = ["model", "revision", "method", "architecture", "params", *metrics]
         cells = [[format_cell(row[c], c) for c in columns] for _, row in rows.iterrows()]
         title = f"{suite} (v{int(rows['suite_version'].iloc[0])})"
         sections.append(SuiteSection(title, columns, metrics, cells))
     return sections
+
+
+def of_architecture(table: pd.DataFrame, architecture: str | None) -> pd.DataFrame:
+    """The rows of artifacts whose base is of ``architecture`` (``sd1``, ``sd2``, ``sdxl``; None: every row).
+    A table published before the column existed has no row of any family."""
+    if architecture is None:
+        return table
+    if "architecture" not in table.columns:
+        return table.iloc[0:0]
+    return table[table["architecture"] == architecture]
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -416,6 +450,8 @@ def to_markdown(table: pd.DataFrame) -> str:
 def format_cell(value: Any, column: str) -> str:
     if column == "revision":
         return str(value or "local")[:7]
+    if column == "architecture":
+        return "" if value is None or pd.isna(value) else str(value)
     if isinstance(value, float):
         return "" if pd.isna(value) else f"{value:.4f}"
     return str(value)

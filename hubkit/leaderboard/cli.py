@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from hubkit.cards.schema import BASE_ARCHITECTURES
 from hubkit.cli_common import EndpointOption, TokenOption, command_group, exit_on
 from hubkit.hub.endpoint import HubError
 
 leaderboard_app = command_group(
     "leaderboard", "The leaderboard: evaluate hubkit repos on the Hub, rank them."
 )
+
+Architecture = Enum("Architecture", [(a, a) for a in BASE_ARCHITECTURES], type=str)  # type: ignore[misc]
+"""The base families a leaderboard row can be of (a choice list for --architecture)."""
 
 ParamOption = Annotated[
     list[str] | None,
@@ -186,16 +191,21 @@ def run(
 def show(
     plots: Annotated[Path | None, typer.Option("--plots", help="Also save the trade-off plots here.")] = None,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown instead of tables.")] = False,
+    architecture: Annotated[
+        Architecture | None,
+        typer.Option("--architecture", help="Only artifacts whose base is of this family."),
+    ] = None,
     results_repo: ResultsRepoOption = "hubkit/leaderboard-results",
     endpoint: EndpointOption = None,
     token: TokenOption = None,
 ) -> None:
     """Print the published leaderboard table (and save its plots)."""
-    from hubkit.leaderboard.board import to_markdown
+    from hubkit.leaderboard.board import of_architecture, to_markdown
     from hubkit.leaderboard.plots import plot_all
 
     with exit_on_eval_error():
         table = _board(endpoint, token, results_repo, "unused/unused").published_table()
+    table = of_architecture(table, architecture.value if architecture else None)
     if markdown:
         typer.echo(to_markdown(table))
     else:

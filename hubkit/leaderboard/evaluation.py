@@ -188,6 +188,27 @@ def _load(
     return method, pipe, baseline, base_artifact
 
 
+def artifact_architecture(artifact: Artifact, base_pipe: Any) -> str | None:
+    """The family of the base the artifact was evaluated on (``sd1``, ``sd2``, ``sdxl``), from that base's
+    config: what the leaderboard filters by, also for artifacts published before cards recorded it. An
+    artifact whose card names another family than the base it was loaded on is refused (a LoRA of another
+    family would not have loaded; a stack or quantized UNet might pass unnoticed). None when the base has no
+    Stable Diffusion UNet."""
+    from hubkit.architectures import architecture_of
+
+    try:
+        found = architecture_of(base_pipe)
+    except ValueError:
+        return artifact.architecture
+    declared = artifact.architecture
+    if declared and declared != found:
+        raise EvalError(
+            f"{artifact.source} says its base is {declared} (base_architecture), but the base it was "
+            f"loaded on is {found}"
+        )
+    return found
+
+
 def _write_json(path: Path, record: dict[str, Any]) -> None:
     """Atomic: a reader sees the old file or the whole new one."""
     path = Path(path)
@@ -236,6 +257,7 @@ def evaluate(
             method, pipe, baseline, base_artifact = _load(artifact, base, hub_api, fetch_kwargs)
         except MethodError as err:
             raise EvalError(str(err)) from err
+    architecture = artifact_architecture(artifact, baseline)
     judge = load_judge()
     result = run_suite(
         pipe,
@@ -255,6 +277,7 @@ def evaluate(
         base_revision=base_artifact.revision if base_artifact else None,
         artifact_bytes=artifact.size_bytes,
         parameters=artifact.parameters,
+        architecture=architecture,
     )
     record = EvalOutcome(records.build_record(model, suite, result, _judge_digest(judge), 0.0))
     if push and artifact.repo_id and api is not None:

@@ -67,6 +67,7 @@ class ModelFacts:
     base_revision: str | None
     artifact_bytes: int
     parameters: int
+    architecture: str | None = None  # the base's family (sd1, sd2, sdxl); None when not an SD UNet
 
 
 def build_record(
@@ -84,6 +85,7 @@ def build_record(
             "base_revision": model.base_revision,
             "artifact_bytes": model.artifact_bytes,
             "parameters": model.parameters,
+            "architecture": model.architecture,
         },
         "suite": {
             "name": suite.name,

@@ -43,6 +43,7 @@ ID_COLUMNS = (
     "method",
     "kind",
     "base_model",
+    "architecture",
     "suite",
     "suite_version",
     "params",
@@ -50,10 +51,12 @@ ID_COLUMNS = (
     "hubkit_version",
 )
 """The fixed columns of ``leaderboard.parquet``; every other column is a metric."""
-SHOWN_ID_COLUMNS = ["model", "revision", "method", "suite", "suite_version", "params"]
+SHOWN_ID_COLUMNS = ["model", "revision", "method", "architecture", "suite", "suite_version", "params"]
 QUEUE_COLUMNS = ["model", "revision", "status", "reason", "submitted_time", "updated_time"]
 ALL_SUITES = "All"
 """The suite choice that shows every suite's rows (and columns) at once; the table starts on one suite."""
+ALL_ARCHITECTURES = "All"
+"""The architecture choice that shows rows of every base family (``sd1``, ``sd2``, ``sdxl``) and unknown."""
 MAX_PLOTS = 4
 """Plot slots under the table: a suite declaring more shows its first ones."""
 ACTIVE_STATUSES = ("PENDING", "RUNNING")
@@ -67,7 +70,8 @@ Every artifact is evaluated by the hubkit leaderboard runner on fixed prompts an
 its base model in the same run, and scored by a judge network (a small CNN that reads shape, colour and
 background from an image). One row per (model, revision of its weights, suite): the commits that write
 results into a model's card do not count as new revisions. A suite's version changes when its prompts,
-seeds or metrics do, and rows of different versions are not comparable.
+seeds or metrics do, and rows of different versions are not comparable. `architecture` is the family of the
+artifact's base (`sd1`, `sd2`, `sdxl`): pick one to compare artifacts made for the same kind of model.
 
 | metric | meaning | better |
 |---|---|---|
@@ -249,14 +253,25 @@ def methods_of(frame: pd.DataFrame) -> list[str]:
     return sorted(str(m) for m in frame["method"].dropna().unique())
 
 
+def architectures_of(frame: pd.DataFrame) -> list[str]:
+    """The base families present (``sd1``, ``sd2``, ``sdxl``), sorted."""
+    return sorted(str(a) for a in frame["architecture"].dropna().unique())
+
+
 def filter_rows(
-    frame: pd.DataFrame, suite: str | None, methods: list[str] | None, search: str | None
+    frame: pd.DataFrame,
+    suite: str | None,
+    methods: list[str] | None,
+    search: str | None,
+    architecture: str | None = None,
 ) -> pd.DataFrame:
-    """Rows of ``suite`` (``All`` or empty: every suite) and ``methods`` (none: every method) whose model
-    contains ``search`` (case-insensitive)."""
+    """Rows of ``suite`` (``All`` or empty: every suite), ``methods`` (none: every method) and artifacts on
+    a base of ``architecture`` (``All`` or empty: any) whose model contains ``search`` (case-insensitive)."""
     rows = frame
     if suite and suite != ALL_SUITES:
         rows = rows[rows["suite"] == suite]
+    if architecture and architecture != ALL_ARCHITECTURES:
+        rows = rows[rows["architecture"] == architecture]
     if methods:
         rows = rows[rows["method"].isin(list(methods))]
     if search and search.strip():
@@ -277,12 +292,16 @@ def table_view(rows: pd.DataFrame) -> pd.DataFrame:
     return view.reset_index(drop=True)
 
 
-def leaderboard(suite: str | None, methods: list[str] | None, search: str | None) -> pd.DataFrame:
-    """The leaderboard table, filtered by suite, methods and a model-name search."""
-    return table_view(filter_rows(STORE.get().frame, suite, methods, search))
+def leaderboard(
+    suite: str | None, methods: list[str] | None, search: str | None, architecture: str | None = None
+) -> pd.DataFrame:
+    """The leaderboard table, filtered by suite, methods, a model-name search and the base's family."""
+    return table_view(filter_rows(STORE.get().frame, suite, methods, search, architecture))
 
 
-def plots(suite: str | None, methods: list[str] | None, search: str | None) -> list[Any]:
+def plots(
+    suite: str | None, methods: list[str] | None, search: str | None, architecture: str | None = None
+) -> list[Any]:
     """The plots ``suite`` declares, drawn over the filtered rows (``MAX_PLOTS`` slots, unused ones hidden),
     and a note on those with nothing to show."""
     results = STORE.get()
@@ -290,7 +309,7 @@ def plots(suite: str | None, methods: list[str] | None, search: str | None) -> l
     if not suite or suite == ALL_SUITES:
         notes.append("Pick a suite to see its plots.")
     elif suite in results.plots:
-        rows = filter_rows(results.frame, suite, methods, search)
+        rows = filter_rows(results.frame, suite, methods, search, architecture)
         for plot in results.plots[suite]:
             figure = draw({"suite": suite, **plot}, rows)
             if figure is None:
@@ -309,16 +328,21 @@ def plots(suite: str | None, methods: list[str] | None, search: str | None) -> l
     return [*shown, *hidden, "\n\n".join(notes)]
 
 
-def _filter_updates(results: Results, suite: str | None = None) -> tuple[str, Any, Any]:
-    """The status line, the suite choices (``suite`` kept if present, else the first suite) and methods."""
+def _filter_updates(
+    results: Results, suite: str | None = None, architecture: str | None = None
+) -> tuple[str, Any, Any, Any]:
+    """The status line, the suite choices (``suite`` kept if present, else the first suite), methods and
+    architecture choices (``architecture`` kept if present, else all)."""
     suites = suites_of(results.frame)
     methods = methods_of(results.frame)
     choices = [*suites, ALL_SUITES]
     keep = suite if suite in choices else choices[0]
+    families = [ALL_ARCHITECTURES, *architectures_of(results.frame)]
     return (
         results.message,
         gr.Dropdown(choices=choices, value=keep),
         gr.CheckboxGroup(choices=methods, value=methods),
+        gr.Dropdown(choices=families, value=architecture if architecture in families else ALL_ARCHITECTURES),
     )
 
 
@@ -327,10 +351,15 @@ def about() -> str:
     return ABOUT.format(results=results_repo(), requests=requests_repo())
 
 
-def leaderboard_records(suite: str = ALL_SUITES, methods: list[str] | None = None, search: str = "") -> dict:
+def leaderboard_records(
+    suite: str = ALL_SUITES,
+    methods: list[str] | None = None,
+    search: str = "",
+    architecture: str = ALL_ARCHITECTURES,
+) -> dict:
     """The filtered leaderboard as ``{"headers": [...], "data": [[...], ...]}`` (nulls as None); every suite
-    unless one is named, every method unless some are."""
-    view = leaderboard(suite, methods, search)
+    unless one is named, every method unless some are, every base family unless one (sd1, sd2, sdxl) is."""
+    view = leaderboard(suite, methods, search, architecture)
     split = json.loads(view.to_json(orient="split", index=False))
     return {"headers": split["columns"], "data": split["data"]}
 
@@ -345,14 +374,14 @@ def refresh_message() -> str:
     return STORE.reload().message
 
 
-def refresh(suite: str | None = None) -> tuple[str, Any, Any]:
-    """Re-read the results; the status line and the suite / method choices present in them."""
-    return _filter_updates(STORE.reload(), suite)
+def refresh(suite: str | None = None, architecture: str | None = None) -> tuple[str, Any, Any, Any]:
+    """Re-read the results; the status line and the suite / method / architecture choices in them."""
+    return _filter_updates(STORE.reload(), suite, architecture)
 
 
-def status(suite: str | None = None) -> tuple[str, Any, Any]:
+def status(suite: str | None = None, architecture: str | None = None) -> tuple[str, Any, Any, Any]:
     """The status line and filter choices of the results in memory (re-read when stale)."""
-    return _filter_updates(STORE.get(max_age=CACHE_SECONDS), suite)
+    return _filter_updates(STORE.get(max_age=CACHE_SECONDS), suite, architecture)
 
 
 # --------------------------------------------------------------------------------------------- queue
@@ -490,6 +519,12 @@ def build_demo() -> gr.Blocks:
                 status_md = gr.Markdown(elem_id="leaderboard-status")
                 with gr.Row():
                     suite = gr.Dropdown(choices=[], value=None, label="Suite", elem_id="filter-suite")
+                    architecture = gr.Dropdown(
+                        choices=[ALL_ARCHITECTURES],
+                        value=ALL_ARCHITECTURES,
+                        label="Base architecture",
+                        elem_id="filter-architecture",
+                    )
                     methods = gr.CheckboxGroup(
                         choices=[], value=[], label="Methods (none ticked: all)", elem_id="filter-methods"
                     )
@@ -539,9 +574,9 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("About", id="about"):
                 about_md = gr.Markdown(elem_id="about")
 
-        filters_in = [suite, methods, search]
+        filters_in = [suite, methods, search, architecture]
         plot_out = [*slots, plots_md]
-        choices_out = [status_md, suite, methods]
+        choices_out = [status_md, suite, methods, architecture]
 
         # The public API: typed endpoints that take any suite / method names (the UI's dropdown and
         # checkboxes only accept the choices their session was given, so UI events stay private).
@@ -554,7 +589,7 @@ def build_demo() -> gr.Blocks:
         ).then(queue, outputs=queue_table, api_name="queue_after_submit", api_visibility="private")
 
         gr.on(
-            triggers=[suite.input, methods.input, search.change],
+            triggers=[suite.input, methods.input, search.change, architecture.input],
             fn=leaderboard,
             inputs=filters_in,
             outputs=table,
@@ -563,12 +598,20 @@ def build_demo() -> gr.Blocks:
             trigger_mode="always_last",
         ).then(plots, inputs=filters_in, outputs=plot_out, api_name="filter_plots", api_visibility="private")
         refresh_button.click(
-            refresh, inputs=suite, outputs=choices_out, api_name="refresh_ui", api_visibility="private"
+            refresh,
+            inputs=[suite, architecture],
+            outputs=choices_out,
+            api_name="refresh_ui",
+            api_visibility="private",
         ).then(
             leaderboard, inputs=filters_in, outputs=table, api_name="refresh_table", api_visibility="private"
         ).then(plots, inputs=filters_in, outputs=plot_out, api_name="refresh_plots", api_visibility="private")
         demo.load(
-            status, inputs=suite, outputs=choices_out, api_name="load_ui", api_visibility="private"
+            status,
+            inputs=[suite, architecture],
+            outputs=choices_out,
+            api_name="load_ui",
+            api_visibility="private",
         ).then(
             leaderboard, inputs=filters_in, outputs=table, api_name="load_table", api_visibility="private"
         ).then(

@@ -71,6 +71,7 @@ TABLE = [
     Row(("eval", "{tmp}/empty"), "Missing option '--suite'", 2),
     Row(("leaderboard", "run", "--max-file-mb", "0"), "Invalid value for '--max-file-mb'", 2),
     Row(("leaderboard", "show", "--results-repo", "not//a-repo"), "not//a-repo"),
+    Row(("leaderboard", "show", "--architecture", "sd3"), "Invalid value for '--architecture'", 2),
     Row(("leaderboard", "submit", "not//a-repo"), "not//a-repo"),
     Row(("stack", "create", "{tmp}/stack", "--base", "alice/base"), "Missing option '--add'", 2),
     Row(("stack", "create", "{file}", "--base", "alice/base", "--add", "alice/adapter"), "is a file", 2),

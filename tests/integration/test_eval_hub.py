@@ -41,6 +41,7 @@ def test_eval_cli_writes_record_results_dataset_and_card(hub, base_repo, tmp_pat
     assert out.exit_code == 0, out.output
     record = json.loads((tmp_path / "out.json").read_text())
     assert record["model"] == record["model"] | {"id": base_repo, "revision": evaluated, "method": "pipeline"}
+    assert record["model"]["architecture"] == "sd1"  # the base's family, from its config
     assert record["suite"]["key"] == "tiny" and set(record["metrics"]) == {
         "alignment",
         "alignment_colour",
@@ -192,6 +193,11 @@ def test_leaderboard_fails_hostile_repos_and_finishes_good_ones(hub, base_repo, 
     assert "alice/shapes-judge" not in requests  # not a text-to-image artifact
     table = board.published_table()
     assert list(table["model"]) == [base_repo] and table["alignment"].notna().all()
+    assert list(table["architecture"]) == ["sd1"]
+    # A record written before records named the family: derived from the model's configs on the Hub.
+    first = board.records()[0]
+    older = {**first, "model": first["model"] | {"architecture": None}}
+    assert Leaderboard(api).with_architecture(older)["model"]["architecture"] == "sd1"
     files = api.list_repo_files("alice/lb-results", repo_type="dataset")
     assert {"leaderboard.parquet", "leaderboard.md", "plots.json"} <= set(files)
 

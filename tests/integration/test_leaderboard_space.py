@@ -37,13 +37,24 @@ REQUEST_KEYS = {
 }
 
 
-def _row(model: str, revision: str, method: str, kind: str, suite: str, params: str = "{}", **metrics):
+def _row(
+    model: str,
+    revision: str,
+    method: str,
+    kind: str,
+    suite: str,
+    params: str = "{}",
+    architecture: str = "sd1",
+    base: str = "alice/tiny-sd-shapes",
+    **metrics,
+):
     return {
         "model": model,
         "revision": revision,
         "method": method,
         "kind": kind,
-        "base_model": None if kind == "pipeline" else "alice/tiny-sd-shapes",
+        "base_model": None if kind == "pipeline" else base,
+        "architecture": architecture,
         "suite": suite,
         "suite_version": 1,
         "params": params,
@@ -54,7 +65,8 @@ def _row(model: str, revision: str, method: str, kind: str, suite: str, params: 
 
 
 def results_parquet() -> bytes:
-    """A results table as the leaderboard runner writes it: a baseline, an LCM-LoRA and an SPM row."""
+    """A results table as the leaderboard runner writes it: a baseline, an LCM-LoRA and an SPM (of an SDXL
+    base) row."""
     rows = [
         _row(
             "alice/tiny-sd-shapes",
@@ -98,6 +110,8 @@ def results_parquet() -> bytes:
             "adapter",
             "shapes-erasure",
             params='{"concept": "red"}',
+            architecture="sdxl",
+            base="alice/tiny-sdxl",
             target_presence=0.02,
             paraphrase_presence=0.1,
             neighbour_alignment=0.85,
@@ -194,7 +208,9 @@ def test_leaderboard_table_and_filters(space):
     quality = as_rows(table)
     assert {r["suite"] for r in quality} == {"shapes-quality"} and len(quality) == 2
     assert [r["model"] for r in quality] == ["alice/tiny-sd-shapes", "alice/tiny-sd-shapes-lcm"]  # best first
-    assert table["headers"][:6] == ["model", "revision", "method", "suite", "suite_version", "params"]
+    assert table["headers"][:7] == [
+        "model", "revision", "method", "architecture", "suite", "suite_version", "params",
+    ]  # fmt: skip
     assert "alignment@4" in table["headers"] and "target_presence" not in table["headers"]  # all null here
 
     erasure = client.predict(suite="shapes-erasure", methods=["spm"], api_name="/leaderboard")
@@ -204,6 +220,11 @@ def test_leaderboard_table_and_filters(space):
     searched = as_rows(client.predict(search="SD-SHAPES-L", api_name="/leaderboard"))
     assert [r["model"] for r in searched] == ["alice/tiny-sd-shapes-lcm"]
     assert as_rows(client.predict(suite="no-such-suite", api_name="/leaderboard")) == []
+    (xl,) = as_rows(client.predict(architecture="sdxl", api_name="/leaderboard"))
+    assert xl["model"] == "alice/spm-red" and xl["architecture"] == "sdxl"
+    sd1 = as_rows(client.predict(architecture="sd1", api_name="/leaderboard"))
+    assert len(sd1) == 3 and {r["architecture"] for r in sd1} == {"sd1"}
+    assert as_rows(client.predict(suite="shapes-quality", architecture="sdxl", api_name="/leaderboard")) == []
     assert "4 results for 3 models on 2 suites" in client.predict(api_name="/status")
 
 
@@ -353,10 +374,17 @@ def app_module():
 
 
 def test_space_reads_the_columns_the_runner_writes(app_module) -> None:
-    """The Space is self-contained (no hubkit import): its copy of the table's id columns must match."""
+    """The Space is self-contained (no hubkit import): its copy of the table's id columns must match. A
+    table published before the architecture column existed still reads: every row under "All", none under
+    one family."""
     from hubkit.leaderboard.board import ID_COLUMNS
 
     assert list(app_module.ID_COLUMNS) == ID_COLUMNS
+    older = pd.read_parquet(io.BytesIO(results_parquet())).drop(columns="architecture")
+    frame = app_module.normalize_results(older)
+    assert frame["architecture"].isna().all() and app_module.architectures_of(frame) == []
+    assert len(app_module.filter_rows(frame, None, None, "", app_module.ALL_ARCHITECTURES)) == 4
+    assert app_module.filter_rows(frame, None, None, "", "sd1").empty
 
 
 def test_space_starts_on_one_suite_and_draws_its_declared_plots(app_module) -> None:
@@ -366,7 +394,11 @@ def test_space_starts_on_one_suite_and_draws_its_declared_plots(app_module) -> N
     app_module.STORE._results = results
 
     # The suite with the most models first (ties by name), and chosen; "All" last.
-    _, suites, _ = app_module._filter_updates(results)
+    _, suites, _, families = app_module._filter_updates(results)
+    assert [choice[0] for choice in families.choices] == [app_module.ALL_ARCHITECTURES, "sd1", "sdxl"]
+    assert families.value == app_module.ALL_ARCHITECTURES
+    assert app_module._filter_updates(results, None, "sdxl")[3].value == "sdxl"  # kept
+    assert app_module._filter_updates(results, None, "sd2")[3].value == app_module.ALL_ARCHITECTURES
     choices = [choice[0] for choice in suites.choices]
     assert choices == ["shapes-erasure", "shapes-quality", app_module.ALL_SUITES]
     assert suites.value == "shapes-erasure"
@@ -381,6 +413,8 @@ def test_space_starts_on_one_suite_and_draws_its_declared_plots(app_module) -> N
     assert all(slot.value["type"] == "matplotlib" for slot in visible)
     *slots, note = app_module.plots("shapes-erasure", ["pipeline"], "")
     assert sum(slot.visible for slot in slots) == 1  # the base row alone still draws
+    *slots, note = app_module.plots("shapes-quality", None, "", "sdxl")
+    assert not any(slot.visible for slot in slots) and "nothing to plot" in note  # no SDXL row there
     *slots, note = app_module.plots("shapes-erasure", None, "no-such-model")
     assert not any(slot.visible for slot in slots) and "nothing to plot" in note
     assert "Pick a suite" in app_module.plots(app_module.ALL_SUITES, None, "")[-1]

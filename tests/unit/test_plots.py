@@ -151,6 +151,93 @@ def test_fresh_at_any_card_commit_of_the_weights(monkeypatch) -> None:
     assert not board.is_fresh(BASE, "w2", demo_records())  # new weights
 
 
+class ConfigHub:
+    """``hf_hub_download`` of the UNet and scheduler configs of tiny SD repos (``repo@revision``: arch)."""
+
+    def __init__(self, root: Path, repos: dict[str, str | None]):
+        from hubkit.architectures import scheduler_config, unet_config
+
+        self.root, self.downloads = root, []
+        for ref, arch in repos.items():
+            folder = root / ref
+            (folder / "unet").mkdir(parents=True)
+            (folder / "scheduler").mkdir()
+            unet = unet_config(arch) if arch else {"in_channels": 3}  # None: no Stable Diffusion UNet
+            (folder / "unet" / "config.json").write_text(json.dumps(unet))
+            prediction = scheduler_config(arch)[1]["prediction_type"] if arch else "epsilon"
+            (folder / "scheduler" / "scheduler_config.json").write_text(
+                json.dumps({"prediction_type": prediction})
+            )
+
+    def hf_hub_download(self, repo, name, revision=None):
+        self.downloads.append((repo, revision, name))
+        return str(self.root / f"{repo}@{revision}" / name)
+
+
+def test_rows_name_their_base_architecture_derived_for_older_records(tmp_path) -> None:
+    """Records written before evaluations recorded the base's family get it from the base's configs at its
+    revision (a pipeline's own); the table has the column, filters by it and shows it."""
+    from hubkit.leaderboard.board import of_architecture
+
+    def adapter(model, base, arch=None):
+        made = record(model, "a1", "shapes-quality", {"alignment": 0.9}, method="lora")
+        made["model"] |= {"kind": "adapter", "base_model": base, "base_revision": "b1"}
+        if arch:
+            made["model"]["architecture"] = arch
+        return made
+
+    hub = ConfigHub(tmp_path, {"alice/xl@b1": "sdxl", "alice/v@b1": "sd21", "hubkit/base@r0": "sd15"})
+    hub_judge = ConfigHub(tmp_path / "j", {"alice/judge@b1": None})
+    board = Leaderboard(api=hub)
+    old = [
+        adapter("alice/xl-lora", "alice/xl"),
+        adapter("alice/xl-lora-2", "alice/xl"),
+        adapter("alice/v-lora", "alice/v"),
+    ]
+    new = adapter("alice/new", "alice/unreadable", arch="sd1")
+    base = record("hubkit/base", "r0", "shapes-quality", {"alignment": 0.96})
+    filled = [board.with_architecture(r) for r in [*old, new, base]]
+    assert [r["model"]["architecture"] for r in filled] == ["sdxl", "sdxl", "sd2", "sd1", "sd1"]
+    assert "architecture" not in old[0]["model"]  # the records themselves are left as they were
+    assert sorted({d[:2] for d in hub.downloads}) == [
+        ("alice/v", "b1"),
+        ("alice/xl", "b1"),
+        ("hubkit/base", "r0"),
+    ]
+    assert len(hub.downloads) == 6  # each base's two configs read once
+    assert (
+        Leaderboard(api=hub_judge).with_architecture(adapter("j", "alice/judge"))["model"]["architecture"]
+        is None
+    )
+
+    table = records_table(filled)
+    assert list(table.columns[:6]) == ["model", "revision", "method", "kind", "base_model", "architecture"]
+    assert list(of_architecture(table, "sdxl")["model"]) == ["alice/xl-lora", "alice/xl-lora-2"]
+    assert list(of_architecture(table, None)["model"]) == list(table["model"])
+    assert of_architecture(table.drop(columns="architecture"), "sd1").empty  # a table from an older hubkit
+    assert "| alice/v-lora | a1 | lora | sd2 | {} | 0.9000 |" in to_markdown(table)
+    assert records_table(old)["architecture"].isna().all()  # records alone cannot tell
+
+
+def test_evaluation_takes_the_family_of_the_base_it_loaded() -> None:
+    from hubkit.architectures import unet_config
+    from hubkit.leaderboard.evaluation import EvalError, artifact_architecture
+    from hubkit.methods import Artifact
+
+    pipe = SimpleNamespace(unet=SimpleNamespace(config=unet_config("sd15")), scheduler=None)
+    old = Artifact("alice/old", Path("."))
+    assert artifact_architecture(old, pipe) == "sd1"
+    tagged = Artifact("alice/xl", Path("."), card_data={"tags": ["base-architecture:sdxl"]})
+    with pytest.raises(
+        EvalError, match=r"alice/xl says its base is sdxl .* the base it was loaded on is sd1"
+    ):
+        artifact_architecture(tagged, pipe)
+    judge = SimpleNamespace(config={"in_channels": 3})  # no Stable Diffusion UNet: as the artifact says
+    assert (
+        artifact_architecture(Artifact("a/j", Path("."), hubkit_json={"architecture": "sd2"}), judge) == "sd2"
+    )
+
+
 def test_plot_all_draws_what_the_suites_declare(tmp_path) -> None:
     table = records_table(demo_records())
     declared = declared_plots(table)
