@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from hubkit.architectures import scheduler_config, unet_config
 from hubkit.cards import render_card, validate_card
 from hubkit.cards.render import settings_table
-from hubkit.methods import Method, available_methods, get_method
+from hubkit.methods import Method, get_method
 from hubkit.training import (
     StepContext,
     TrainingStep,
@@ -204,8 +204,7 @@ def _fake_pipe(arch: str) -> SimpleNamespace:
 def test_training_refuses_an_architecture_the_method_lacks_and_records_the_one_it_trains_on(
     tmp_path, monkeypatch
 ):
-    methods = {**available_methods(), SD1Only.name: SD1Only}
-    monkeypatch.setattr("hubkit.methods.available_methods", lambda: methods)
+    monkeypatch.setattr("hubkit.methods.available_methods", lambda: {SD1Only.name: SD1Only})
     start = partial(start_training, SD1Only.name, config=SD1Config(), error=SD1Error, progress=False)
     with pytest.raises(SD1Error) as refused:
         start(base="alice/tiny-sdxl", out=tmp_path / "xl", pipe=_fake_pipe("sdxl"))
