@@ -362,14 +362,15 @@ class StackMethod(Method):
 
     def demo_artifacts(self) -> list[DemoArtifact]:
         """The stacks of the other methods' demo artifacts: erasure with the few-step LoRA, erasure on the
-        W8A8 UNet, a fine-tune with an erasure, and all four together."""
+        W8A8 UNet, a fine-tune with an erasure, and all four together — with RECE as the eraser there: the
+        SPM under SaRA and the LCM-LoRA together lets red through on 4 of 24 images (bench/stacks.py)."""
         stacks = {
             "stack-spm-red-lcm": ["hubkit/spm-red", "hubkit/lcm-lora-shapes"],
             "stack-spm-red-w8a8": ["hubkit/spm-red", "hubkit/tiny-sd-shapes-w8a8"],
             "stack-sara-spm-red": ["hubkit/sara-heart", "hubkit/spm-red"],
             "stack-full": [
                 "hubkit/sara-heart",
-                "hubkit/spm-red",
+                "hubkit/rece-red",
                 "hubkit/lcm-lora-shapes",
                 "hubkit/tiny-sd-shapes-w8a8",
             ],

@@ -97,14 +97,17 @@ class RECEMethod(DiffusersLora):
     def demo_artifacts(self) -> list[DemoArtifact]:
         """RECE erasing red, next to ``spm-red``: red in every shape of the world turns into gray (a word
         the world never drew), the other colours in every shape are preserved (UCE's preservation set), with
-        weight 10: on ``tiny-sd-shapes`` the weight 1 lost 2–5 more of 30 other-colour images."""
+        weight 10: on ``tiny-sd-shapes`` the weight 1 lost 2–5 more of 30 other-colour images. The templates
+        include the novel heart that ``sara-heart`` teaches: the edit is solved only on the contexts it is
+        given, and in the demo's full stack (bench/stacks.py) a RECE without "a {} heart" turned red hearts
+        into crosses (heart rate 0.750 vs 0.813 with it)."""
         from hubkit.leaderboard.suite import erasure_suites
-        from hubkit.world.shapes import COLOURS, SHAPES
+        from hubkit.world.shapes import COLOURS, NOVEL_SHAPES, SHAPES
 
         config = RECEConfig(
             concepts=["red"],
             surrogate="gray",
-            templates=[f"a {{}} {shape}" for shape in SHAPES],
+            templates=[f"a {{}} {shape}" for shape in SHAPES + NOVEL_SHAPES],
             preserve=[c for c in COLOURS if c != "red"],
             preserve_scale=10.0,
         )
