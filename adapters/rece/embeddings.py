@@ -66,10 +66,12 @@ def aligned_rows(
         raise RECEError("every concept prompt needs one surrogate prompt")
     unknown = getattr(pipe.tokenizer, "unk_token_id", None)
     ids = _token_ids(pipe, concept_prompts), _token_ids(pipe, surrogate_prompts)
-    for concept, surrogate, c_ids in zip(concept_prompts, surrogate_prompts, ids[0], strict=True):
+    for concept, surrogate in zip(concept_prompts, surrogate_prompts, strict=True):
         if concept.strip() == surrogate.strip():
             raise RECEError(f"the surrogate of {concept!r} is the concept itself: nothing would be erased")
-        if unknown is not None and unknown in c_ids:
+        # The words' own tokens only: CLIP's unknown token is its end-of-text token, in every tokenization.
+        words = pipe.tokenizer(concept, add_special_tokens=False)["input_ids"]
+        if unknown is not None and unknown in words:
             raise RECEError(
                 f"{concept!r} has a word the text encoder's vocabulary does not know (it reads as "
                 f"{pipe.tokenizer.unk_token}): RECE cannot find the concept's embedding"

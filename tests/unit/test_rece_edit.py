@@ -185,3 +185,20 @@ def test_prompts_of_other_lengths_align_from_their_last_word_and_bad_concepts_ar
     )
     with pytest.raises(RECEError, match="has no cross-attention"):
         erase(pipe, ["a red circle"], ["a gray circle"], [])
+
+
+def test_clip_prompts_are_not_refused_as_unknown_but_unknown_words_still_are():
+    """CLIP's unknown token is its end-of-text token, in every tokenization: only the words' own tokens
+    count. On the world's BERT tokenizer a word it cannot read is still refused."""
+    from hubkit.adapters.rece import aligned_rows
+
+    from hubkit.architectures import build_tiny_pipeline
+    from hubkit.world.base_model import assemble_pipeline
+
+    sd15 = build_tiny_pipeline("sd15")
+    assert sd15.tokenizer.unk_token_id == sd15.tokenizer.eos_token_id
+    erase_rows, target_rows = aligned_rows(sd15, ["a red circle"], ["a gray circle"])
+    assert erase_rows.shape == target_rows.shape == (77, 32)
+    world = assemble_pipeline()
+    with pytest.raises(RECEError, match="vocabulary does not know"):
+        aligned_rows(world, ["a \u2603 circle"], ["a gray circle"])
