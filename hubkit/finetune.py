@@ -5,8 +5,10 @@ Each micro-batch: ``batch_size`` (image, caption) pairs — a ``prior_share`` of
 the base model already draws: prior preservation, as DreamBooth) — VAE latents, noise at uniform timesteps,
 the ε / v-prediction MSE (on prior rows, with ``prior_target="base"``, towards the base UNet's own
 prediction instead of the noise: distillation) with Min-SNR weighting (γ = 5) and caption dropout (10 %) to
-the empty prompt, which keeps classifier-free guidance working. Which tensors train is the method's choice
-(``make_params``).
+the unconditional branch the pipeline guides with (the empty prompt; zeros on SDXL), which keeps
+classifier-free guidance working. The UNet is conditioned through :mod:`hubkit.conditioning` (on SDXL: the
+pooled embedding, and time ids of the training resolution with no crop, as the pipeline samples). Which
+tensors train is the method's choice (``make_params``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from hubkit.conditioning import TextConditioning, encode, move_text_encoders, unconditional, unet_kwargs
 from hubkit.config import FineTuneConfig, LayerFineTuneConfig
 from hubkit.training import StepContext, TrainingStep
 
@@ -185,7 +188,7 @@ class DenoisingStep(TrainingStep):
                 f"prior_share {prior_share} leaves {'no' if self.n_prior == 0 else 'only'} prior images in a "
                 f"batch of {batch_size}"
             )
-        self.cache: dict[str, torch.Tensor] = {}
+        self.cache: dict[str, TextConditioning] = {}
 
     def setup(self, device: torch.device) -> None:
         from diffusers import DDPMScheduler
@@ -193,6 +196,7 @@ class DenoisingStep(TrainingStep):
         self.device = device
         self.unet = self.pipe.unet.to(device)
         self.vae = self.pipe.vae.to(device).eval().requires_grad_(False)
+        move_text_encoders(self.pipe, device)
         self.unet.requires_grad_(False)
         # Distillation on the prior rows needs the base UNet as it was: a frozen copy taken before the method
         # adds its tensors (one more UNet in memory; its forward costs no backward).
@@ -205,18 +209,20 @@ class DenoisingStep(TrainingStep):
         alphas = self.noise.alphas_cumprod.to(device)
         self.snr = alphas / (1 - alphas)
         self.kind = self.noise.config.prediction_type
-        self.empty = self._embed([""])[0]
+        with torch.no_grad():
+            self.empty = unconditional(self.pipe, device).detach()  # caption dropout's conditioning
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return self.params
 
-    def _embed(self, captions: list[str]) -> torch.Tensor:
-        missing = [c for c in dict.fromkeys(captions) if c not in self.cache]
+    def _embed(self, captions: list[str | None]) -> TextConditioning:
+        """The captions' conditionings, each caption encoded once; None is the unconditional branch."""
+        missing = [c for c in dict.fromkeys(captions) if c is not None and c not in self.cache]
         if missing:
             with torch.no_grad():
-                emb = self.pipe.encode_prompt(missing, self.device, 1, False)[0]
-            self.cache.update(zip(missing, emb, strict=True))
-        return torch.stack([self.cache[c] for c in captions])
+                cond = encode(self.pipe, missing, self.device).detach()
+            self.cache.update((c, cond[i]) for i, c in enumerate(missing))
+        return TextConditioning.cat([self.empty if c is None else self.cache[c] for c in captions])
 
     def _batch(self, generator: torch.Generator) -> tuple[torch.Tensor, list[str]]:
         parts = [(self.data, self.batch_size - self.n_prior)]
@@ -240,16 +246,17 @@ class DenoisingStep(TrainingStep):
         with torch.no_grad():
             latents = self.vae.encode(images).latent_dist.sample(generator=g) * self.vae.config.scaling_factor
         drop = (torch.rand(b, generator=g) < CAPTION_DROPOUT).tolist()
-        emb = self._embed(["" if d else c for c, d in zip(captions, drop, strict=True)])
+        emb = self._embed([None if d else c for c, d in zip(captions, drop, strict=True)])
         noise = torch.randn(latents.shape, generator=g).to(self.device)
         t = torch.randint(0, self.noise.config.num_train_timesteps, (b,), generator=g).to(self.device)
         noisy = self.noise.add_noise(latents, noise, t)
         target = noise if self.kind == "epsilon" else self.noise.get_velocity(latents, noise, t)
-        pred = self.unet(noisy, t, encoder_hidden_states=emb).sample
+        pred = self.unet(noisy, t, **unet_kwargs(self.pipe, emb, noisy)).sample
         if self.teacher is not None:  # the prior rows (the batch's last ones) learn the base's prediction
             n = self.n_prior
             with torch.no_grad():
-                taught = self.teacher(noisy[-n:], t[-n:], encoder_hidden_states=emb[-n:]).sample
+                prior = noisy[-n:]
+                taught = self.teacher(prior, t[-n:], **unet_kwargs(self.pipe, emb[-n:], prior)).sample
             target = torch.cat([target[:-n], taught.to(target.dtype)])
         loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         snr = self.snr[t]

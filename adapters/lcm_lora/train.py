@@ -11,6 +11,9 @@ One step, for a batch of (image, caption) pairs (diffusers' ``train_lcm_distill_
    θ⁻ = θ with ``ema_decay=0`` (the LoRA script). Computed before the student, whose graph θ⁻ would clobber.
 5. Loss: pseudo-Huber √((f_θ − f_θ⁻)² + c²) − c, gradients clipped; AdamW with warm-up; θ⁻ ← EMA.
 
+On SDXL (``train_lcm_distill_lora_sdxl.py``) the teacher's unconditional branch is zeros and every UNet call
+gets the pooled embedding and the time ids (:mod:`hubkit.conditioning`).
+
 ``rg-lcd`` adds −reward_scale·R(decode(f_θ(z_s))): a reward on the student's *one-step* output, as RG-LCD
 does (no backpropagation through multi-step sampling). Here R is the reference world's judge: the mean
 log-probability of the prompted attributes (shape and colour), differentiable through the VAE decoder.
@@ -25,6 +28,7 @@ from typing import Any
 
 import torch
 
+from hubkit.conditioning import TextConditioning, encode, move_text_encoders, unconditional, unet_kwargs
 from hubkit.training import StepContext, TrainingStep, run_training, settings_from_config
 
 from .config import LCMLoRAConfig
@@ -148,18 +152,19 @@ def _check(pipe: Any) -> None:
 
 
 class _PromptCache:
-    """Prompt embeddings, each caption encoded once (captions repeat; the text encoder is frozen)."""
+    """Prompt conditionings, each caption encoded once (captions repeat; the text encoders are frozen)."""
 
     def __init__(self, pipe: Any, device: torch.device):
-        self.pipe, self.device, self.cache = pipe, device, {}
+        self.pipe, self.device = pipe, device
+        self.cache: dict[str, TextConditioning] = {}
 
-    def __call__(self, captions: list[str]) -> torch.Tensor:
+    def __call__(self, captions: list[str]) -> TextConditioning:
         missing = [c for c in dict.fromkeys(captions) if c not in self.cache]
         if missing:
             with torch.no_grad():
-                emb = self.pipe.encode_prompt(missing, self.device, 1, False)[0]
-            self.cache.update(zip(missing, emb, strict=True))
-        return torch.stack([self.cache[c] for c in captions])
+                cond = encode(self.pipe, missing, self.device).detach()
+            self.cache.update((c, cond[i]) for i, c in enumerate(missing))
+        return TextConditioning.cat([self.cache[c] for c in captions])
 
 
 class LCMStep(TrainingStep):
@@ -182,6 +187,7 @@ class LCMStep(TrainingStep):
         self.device = device
         torch.manual_seed(config.seed)  # the LoRA's init
         self.unet, self.vae = pipe.unet.to(device), pipe.vae.to(device).eval().requires_grad_(False)
+        move_text_encoders(pipe, device)
         self.params = self._add_lora()
         # The target network θ⁻: an EMA of the LoRA (the LCM paper) or, with ema_decay 0, the online LoRA
         # itself under no_grad (LCM-LoRA's script, which saves the memory of a second UNet).
@@ -199,7 +205,10 @@ class LCMStep(TrainingStep):
 
             self.reward = judge_reward(load_judge(device=device))
         self.prompts = _PromptCache(pipe, device)
-        self.uncond = self.prompts([""])[0]
+        # The teacher's unconditional branch as its pipeline guides: the empty prompt, or zeros on SDXL (as
+        # diffusers' SDXL LCM-LoRA script does); SDXL's time ids are the conditional rows'.
+        with torch.no_grad():
+            self.uncond = unconditional(pipe, device).detach()
 
     def _add_lora(self) -> list[torch.nn.Parameter]:
         from peft import LoraConfig
@@ -261,13 +270,11 @@ class LCMStep(TrainingStep):
     def _target(self, z_s, t_s, t_e, n, emb, w, a_s, s_s) -> torch.Tensor:
         """f_θ⁻ at the teacher's one-step solution ẑ_{t_e} (no gradient): teacher guided by ω, then θ⁻."""
         unet, kind, b = self.unet, self.kind, z_s.shape[0]
+        z_both = torch.cat([z_s, z_s])
+        cond_both = TextConditioning.cat([emb, self.uncond.expand(b)])
         unet.disable_adapters()  # the teacher is the frozen base
         try:
-            both = unet(
-                torch.cat([z_s, z_s]),
-                torch.cat([t_s, t_s]),
-                encoder_hidden_states=torch.cat([emb, self.uncond.expand_as(emb)]),
-            ).sample
+            both = unet(z_both, torch.cat([t_s, t_s]), **unet_kwargs(self.pipe, cond_both, z_both)).sample
         finally:
             unet.enable_adapters()
         x0_c, eps_c = _x0_and_eps(both[:b], z_s, a_s, s_s, kind)
@@ -278,7 +285,7 @@ class LCMStep(TrainingStep):
         z_e = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps_hat
         a_e, s_e = _bcast(self.alphas_cumprod[t_e].sqrt()), _bcast((1 - self.alphas_cumprod[t_e]).sqrt())
         with _weights_swapped(self.params, self.ema):
-            target_out = unet(z_e, t_e, encoder_hidden_states=emb).sample
+            target_out = unet(z_e, t_e, **unet_kwargs(self.pipe, emb, z_e)).sample
         x0_target, _ = _x0_and_eps(target_out, z_e, a_e, s_e, kind)
         c_skip_e, c_out_e = (_bcast(c) for c in boundary_scalings(t_e, self.config.timestep_scaling))
         return c_skip_e * z_e + c_out_e * x0_target
@@ -303,7 +310,7 @@ class LCMStep(TrainingStep):
         with torch.no_grad():
             target = self._target(z_s, t_s, t_e, n, emb, w, a_s, s_s)
         # The student runs after the target: swapping θ⁻ in place would break the student's saved graph.
-        out = self.unet(z_s, t_s, encoder_hidden_states=emb).sample
+        out = self.unet(z_s, t_s, **unet_kwargs(self.pipe, emb, z_s)).sample
         x0_student, _ = _x0_and_eps(out, z_s, a_s, s_s, self.kind)
         c_skip_s, c_out_s = (_bcast(c) for c in boundary_scalings(t_s, config.timestep_scaling))
         student = c_skip_s * z_s + c_out_s * x0_student

@@ -8,14 +8,17 @@ spread over the whole trajectory, not drawn at one timestep or from training noi
   activation scale of that group, from a high quantile rather than the maximum, so one outlier pixel does not
   waste the 256 levels;
 
-and keeps the UNet's own inputs at one step of each timestep group of the first batch (``calls``): what
-:mod:`.sensitivity` replays to measure how much each layer's quantization moves the UNet's output.
+and keeps the UNet's own inputs at one step of each timestep group of the first batch (``calls``, with every
+keyword the pipeline passed: SDXL's ``added_cond_kwargs`` too): what :mod:`.sensitivity` replays to measure
+how much each layer's quantization moves the UNet's output.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -37,12 +40,24 @@ class ActivationStats:
     bounds: list[int]
     channel_ms: dict[str, torch.Tensor] = field(default_factory=dict)
     ranges: dict[str, torch.Tensor] = field(default_factory=dict)
-    calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=list)
-    """(sample, timestep, encoder_hidden_states) of UNet calls on the trajectories, one per timestep group."""
+    calls: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]] = field(default_factory=list)
+    """(sample, timestep, the other keyword arguments: ``encoder_hidden_states``, SDXL's
+    ``added_cond_kwargs``…) of UNet calls on the trajectories, one per timestep group."""
 
     def scales(self, levels: int = 127) -> dict[str, torch.Tensor]:
         """Static activation scales per layer and timestep group."""
         return {path: (r / levels).clamp_min(1e-8) for path, r in self.ranges.items()}
+
+
+def _kept(value: Any) -> Any:
+    """A copy of a UNet call's argument (tensors cloned, dicts and sequences walked), to replay later."""
+    if torch.is_tensor(value):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _kept(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_kept(v) for v in value)
+    return value
 
 
 def _channels_last(x: torch.Tensor, conv: bool) -> torch.Tensor:
@@ -92,10 +107,10 @@ def calibrate(
     def on_unet(module, args, kwargs):  # runs after the clock's hook: clock.group is this call's group
         if clock.group != len(stats.calls):  # keep the first call of each group, once
             return
-        t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
-        sample = kwargs.get("sample", args[0] if args else None)
-        text = kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
-        stats.calls.append((sample.detach().clone(), torch.as_tensor(t).clone(), text.detach().clone()))
+        call = dict(inspect.signature(module.forward).bind(*args, **kwargs).arguments)
+        sample, t = call.pop("sample"), call.pop("timestep")
+        call.pop("return_dict", None)
+        stats.calls.append((sample.detach().clone(), torch.as_tensor(t).clone(), _kept(call)))
 
     handles = [clock.attach(pipe.unet), pipe.unet.register_forward_pre_hook(on_unet, with_kwargs=True)]
     for path, module in layers.items():

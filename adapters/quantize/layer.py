@@ -39,10 +39,28 @@ class TimestepClock:
         return unet.register_forward_pre_hook(on_unet, with_kwargs=True)
 
 
+def _from_base(name: str) -> property:
+    return property(lambda self: getattr(self.base, name), doc=f"The wrapped layer's ``{name}``.")
+
+
 class QuantizedLayer(nn.Module):
     """``base`` (Linear or Conv2d) with its weight replaced by ``weight``'s integers; with ``act_scales``
     (one per timestep group) its input is quantized to int8 first, and ``kernels`` (see
-    :data:`.kernels.KERNEL_MODES`) says whether the int8 kernel or the float reference computes it."""
+    :data:`.kernels.KERNEL_MODES`) says whether the int8 kernel or the float reference computes it.
+
+    The wrapped layer's shape attributes read through (an AttributeError where ``base`` has none): pipelines
+    read them, e.g. SDXL's checks ``unet.add_embedding.linear_1.in_features`` before every call."""
+
+    in_features = _from_base("in_features")
+    out_features = _from_base("out_features")
+    in_channels = _from_base("in_channels")
+    out_channels = _from_base("out_channels")
+    kernel_size = _from_base("kernel_size")
+    stride = _from_base("stride")
+    padding = _from_base("padding")
+    dilation = _from_base("dilation")
+    groups = _from_base("groups")
+    padding_mode = _from_base("padding_mode")
 
     def __init__(
         self,

@@ -21,7 +21,7 @@ __all__ = ["layer_sensitivity", "pick_int8_layers"]
 
 def _outputs(unet: nn.Module, calls) -> list[torch.Tensor]:
     with torch.no_grad():
-        return [unet(sample, t, encoder_hidden_states=text).sample for sample, t, text in calls]
+        return [unet(sample, t, **kwargs).sample for sample, t, kwargs in calls]
 
 
 def layer_sensitivity(

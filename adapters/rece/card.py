@@ -13,6 +13,9 @@ from .serialization import METHOD_NAME, WEIGHT_NAME
 
 __all__ = ["rece_card"]
 
+CROSS_ATTENTION = ("attn2.to_k", "attn2.to_v")
+POOLED = "add_embedding.linear_1"  # SDXL's pooled text embedding enters the UNet here
+
 
 def _settings_table(config: RECEConfig, facts: dict[str, Any]) -> str:
     surrogate = f"`{config.surrogate}`" if config.surrogate else '`""` (the empty prompt)'
@@ -27,7 +30,9 @@ def _settings_table(config: RECEConfig, facts: dict[str, Any]) -> str:
         ("preservation weight λ / ridge γ", f"{config.preserve_scale:g} / {config.ridge:g}"),
         (
             "edited layers",
-            f"{len(ranks)} cross-attention `to_k` / `to_v` projections"
+            f"{sum(1 for p in ranks if p.endswith(CROSS_ATTENTION))} cross-attention `to_k` / `to_v` "
+            "projections"
+            + (", the pooled-text columns of `add_embedding.linear_1` (SDXL)" if POOLED in ranks else "")
             + (f", LoRA rank {min(ranks.values())}–{max(ranks.values())} (exact)" if ranks else ""),
         ),
     ]
@@ -57,8 +62,10 @@ def rece_card(
             f"[`{base_model}`](/{base_model}): the UNet's cross-attention key and value projections are "
             "edited so that the concept's text embeddings give what the surrogate's give, while the "
             "preserved concepts keep their outputs; then, for each round, the embedding that regenerates "
-            "the concept on the edited model is found in closed form and erased too. No training: seconds of "
-            "linear algebra. The edit is exported exactly as a plain diffusers LoRA."
+            "the concept on the edited model is found in closed form and erased too. On SDXL, whose UNet "
+            "also reads the pooled text embedding (through `add_embedding.linear_1`), the pooled-text "
+            "columns of that layer get the same closed-form edit. No training: seconds of linear algebra. "
+            "The edit is exported exactly as a plain diffusers LoRA."
         ),
         sections={
             "Erasure": f"Erased: {concepts}, into "
@@ -66,7 +73,8 @@ def rece_card(
             "Settings": _settings_table(config, facts),
         },
         limitations=(
-            "Edits only what the text reaches (cross-attention keys and values): prompts whose embeddings "
+            "Edits only what the text reaches (cross-attention keys and values; on SDXL the pooled "
+            "embedding's projection too): prompts whose embeddings "
             "stay far from the erased ones (paraphrases, adversarial soft prompts) can still bring the "
             "concept back; the `shapes-attack` suite measures how often. Measured on the reference world's "
             "judge and prompts (see Evaluation)."

@@ -29,8 +29,25 @@ def cross_attention_projections(unet: nn.Module) -> dict[str, nn.Linear]:
     return found
 
 
-def _rows(x: torch.Tensor, width: int, what: str) -> torch.Tensor:
+def pooled_text_projection(unet: nn.Module) -> tuple[str, nn.Linear, int] | None:
+    """(path, Linear, pooled width) of the layer that reads SDXL's pooled text embedding
+    (``add_embedding.linear_1``, whose input is the pooled embedding then the embedded time ids), or None
+    for a UNet without one (SD 1.x / 2.x)."""
+    config = getattr(unet, "config", None)
+    if getattr(config, "addition_embed_type", None) != "text_time":
+        return None
+    path = "add_embedding.linear_1"
+    layer = unet.get_submodule(path)
+    if not isinstance(layer, nn.Linear):
+        raise RECEError(f"{path} is a {type(layer).__name__}, not the Linear a closed-form edit needs")
+    columns = layer.in_features - 6 * int(config.addition_time_embed_dim)
+    return path, layer, columns
+
+
+def _rows(x: torch.Tensor, width: int, what: str, device: torch.device) -> torch.Tensor:
+    """``x`` as float64 rows of ``width`` features on the weights' ``device``."""
     x = x.detach().double().reshape(-1, x.shape[-1]) if x.numel() else x.double().reshape(0, width)
+    x = x.to(device)
     if x.shape[1] != width:
         raise RECEError(f"{what} have {x.shape[1]} features; the projection reads {width}")
     return x
@@ -55,15 +72,15 @@ def closed_form_edit(
     w = weight.detach().double()
     d = w.shape[1]
     e, s, p = (
-        _rows(erase, d, "erase embeddings"),
-        _rows(surrogate, d, "surrogate embeddings"),
-        _rows(preserve, d, "preserved embeddings"),
+        _rows(erase, d, "erase embeddings", w.device),
+        _rows(surrogate, d, "surrogate embeddings", w.device),
+        _rows(preserve, d, "preserved embeddings", w.device),
     )
     if e.shape[0] == 0:
         raise RECEError("nothing to erase: no concept embeddings")
     if s.shape != e.shape:
         raise RECEError(f"{e.shape[0]} erase rows need as many surrogate rows, got {s.shape[0]}")
-    eye = torch.eye(d, dtype=torch.float64)
+    eye = torch.eye(d, dtype=torch.float64, device=w.device)
     lhs = e.T @ e + preserve_scale * (p.T @ p) + ridge * eye
     rhs = w @ (s.T @ e) + preserve_scale * w @ (p.T @ p) + ridge * w
     edited = torch.linalg.solve(lhs, rhs.T).T  # lhs is symmetric: (rhs lhs⁻¹)ᵀ = lhs⁻¹ rhsᵀ
@@ -76,15 +93,16 @@ def regenerating_embedding(
     """RECE's adversarial embedding: the ``e`` whose outputs through the edited projections best match what
     the concept gave the original ones, ``argmin Σ_k ‖W'_k e − W_k c‖² + ridge·‖e‖²`` over the key and value
     projections together, in closed form, one row per concept row."""
-    c = _rows(concept, edited[0].shape[1], "concept embeddings")
+    device = edited[0].device
+    c = _rows(concept, edited[0].shape[1], "concept embeddings", device)
     d = c.shape[1]
-    lhs = ridge * torch.eye(d, dtype=torch.float64)
-    rhs = torch.zeros(d, c.shape[0], dtype=torch.float64)
+    lhs = ridge * torch.eye(d, dtype=torch.float64, device=device)
+    rhs = torch.zeros(d, c.shape[0], dtype=torch.float64, device=device)
     for w_new, w_old in zip(edited, original, strict=True):
         a, b = w_new.detach().double(), w_old.detach().double()
         lhs = lhs + a.T @ a
         rhs = rhs + a.T @ (b @ c.T)
-    return torch.linalg.solve(lhs, rhs).T.to(concept.dtype)
+    return torch.linalg.solve(lhs, rhs).T.to(concept.dtype).to(concept.device)
 
 
 def delta_to_lora(delta: torch.Tensor, *, tolerance: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:

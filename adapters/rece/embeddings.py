@@ -13,15 +13,30 @@ from typing import Any
 
 import torch
 
-from .edit import RECEError, closed_form_edit, cross_attention_projections, regenerating_embedding
+from hubkit.conditioning import TextConditioning, encode
+
+from .edit import (
+    RECEError,
+    closed_form_edit,
+    cross_attention_projections,
+    pooled_text_projection,
+    regenerating_embedding,
+)
 
 
-def prompt_rows(pipe: Any, prompts: Sequence[str]) -> torch.Tensor:
-    """``(len(prompts), tokens, d)`` text-encoder outputs the UNet's cross-attention reads, no guidance."""
+def prompt_conditioning(pipe: Any, prompts: Sequence[str]) -> TextConditioning:
+    """The prompts' conditioning as the pipeline encodes it (no guidance): hidden states, and SDXL's pooled
+    embedding, on the pipeline's execution device."""
     if not hasattr(pipe, "encode_prompt"):
         raise RECEError(f"{type(pipe).__name__} has no encode_prompt: RECE needs a text-to-image pipeline")
     with torch.no_grad():
-        return pipe.encode_prompt(list(prompts), "cpu", 1, False)[0].detach()
+        return encode(pipe, prompts).detach()
+
+
+def prompt_rows(pipe: Any, prompts: Sequence[str]) -> torch.Tensor:
+    """``(len(prompts), tokens, d)`` text-encoder outputs the UNet's cross-attention reads, no guidance (on
+    SDXL both encoders' penultimate states side by side, as its UNet reads them)."""
+    return prompt_conditioning(pipe, prompts).embeds
 
 
 def _token_ids(pipe: Any, prompts: Sequence[str]) -> list[list[int]]:
@@ -66,10 +81,12 @@ def aligned_rows(
         raise RECEError("every concept prompt needs one surrogate prompt")
     unknown = getattr(pipe.tokenizer, "unk_token_id", None)
     ids = _token_ids(pipe, concept_prompts), _token_ids(pipe, surrogate_prompts)
-    for concept, surrogate, c_ids in zip(concept_prompts, surrogate_prompts, ids[0], strict=True):
+    for concept, surrogate in zip(concept_prompts, surrogate_prompts, strict=True):
         if concept.strip() == surrogate.strip():
             raise RECEError(f"the surrogate of {concept!r} is the concept itself: nothing would be erased")
-        if unknown is not None and unknown in c_ids:
+        # The words' own tokens only: CLIP's unknown token is its end-of-text token, in every tokenization.
+        words = pipe.tokenizer(concept, add_special_tokens=False)["input_ids"]
+        if unknown is not None and unknown in words:
             raise RECEError(
                 f"{concept!r} has a word the text encoder's vocabulary does not know (it reads as "
                 f"{pipe.tokenizer.unk_token}): RECE cannot find the concept's embedding"
@@ -98,6 +115,31 @@ def context_templates(
     return [*templates, *(f"{random_phrase(words, generator)} {t}" for t in templates for _ in range(count))]
 
 
+def _edit_rounds(
+    original: dict[str, torch.Tensor],
+    pairs: list[tuple[str, str]],
+    erase_rows: torch.Tensor,
+    target_rows: torch.Tensor,
+    preserve: torch.Tensor,
+    rounds: int,
+    **solve: float,
+) -> dict[str, torch.Tensor]:
+    """The UCE edit of every matrix of ``original`` (path → weight, all reading the same rows), then
+    ``rounds`` RECE rounds: for each group of ``pairs`` (paths edited together), the rows that regenerate the
+    concept on the model edited so far are erased onto the surrogate too. Path → edited weight."""
+
+    def edit(erase: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {p: closed_form_edit(w, erase, target, preserve, **solve) for p, w in original.items()}
+
+    concept, surrogate = erase_rows, target_rows
+    for _ in range(rounds):
+        edited = edit(erase_rows, target_rows)
+        for group in pairs:
+            found = regenerating_embedding([edited[p] for p in group], [original[p] for p in group], concept)
+            erase_rows, target_rows = torch.cat([erase_rows, found]), torch.cat([target_rows, surrogate])
+    return edit(erase_rows, target_rows)
+
+
 def erase(
     pipe: Any,
     concept_prompts: Sequence[str],
@@ -110,27 +152,34 @@ def erase(
 ) -> dict[str, torch.Tensor]:
     """Path → weight delta of every cross-attention key / value projection that erases the concept: the UCE
     edit, then ``rounds`` RECE rounds, each erasing (onto the surrogate) the embeddings that regenerate the
-    concept on the model edited so far. The UNet is not changed."""
+    concept on the model edited so far. On SDXL, where the prompt also reaches the UNet through its pooled
+    embedding (``add_embedding.linear_1``), that layer's pooled-text columns get the same edit, one pooled
+    row per prompt. The UNet is not changed."""
     projections = cross_attention_projections(pipe.unet)
     erase_rows, target_rows = aligned_rows(pipe, concept_prompts, surrogate_prompts)
     width = erase_rows.shape[-1]
-    preserve = prompt_rows(pipe, preserve_prompts) if preserve_prompts else erase_rows.new_zeros(0, width)
-    preserve = preserve.reshape(-1, width)
+    kept = prompt_conditioning(pipe, preserve_prompts) if preserve_prompts else None
+    preserve = kept.embeds.reshape(-1, width) if kept is not None else erase_rows.new_zeros(0, width)
     original = {p: m.weight.detach() for p, m in projections.items()}
-    concept, surrogate = erase_rows, target_rows
-    for round_ in range(rounds + 1):
-        edited = {
-            p: closed_form_edit(
-                w, erase_rows, target_rows, preserve, preserve_scale=preserve_scale, ridge=ridge
+    keys = [p for p in projections if p.endswith("to_k")]
+    pairs = [(k, k.removesuffix("to_k") + "to_v") for k in keys]
+    solve = {"preserve_scale": preserve_scale, "ridge": ridge}
+    edited = _edit_rounds(original, pairs, erase_rows, target_rows, preserve, rounds, **solve)
+    deltas = {p: (edited[p] - original[p]).to(original[p].dtype) for p in projections}
+    pooled_layer = pooled_text_projection(pipe.unet)
+    if pooled_layer is not None:
+        path, layer, columns = pooled_layer
+        concept = prompt_conditioning(pipe, concept_prompts).pooled
+        surrogate = prompt_conditioning(pipe, surrogate_prompts).pooled
+        if concept is None or surrogate is None:
+            raise RECEError(
+                "the UNet reads a pooled text embedding the pipeline's encode_prompt does not give"
             )
-            for p, w in original.items()
-        }
-        if round_ == rounds:
-            break
-        for key in (p for p in projections if p.endswith("to_k")):
-            value = key.removesuffix("to_k") + "to_v"
-            found = regenerating_embedding(
-                [edited[key], edited[value]], [original[key], original[value]], concept
-            )
-            erase_rows, target_rows = torch.cat([erase_rows, found]), torch.cat([target_rows, surrogate])
-    return {p: (edited[p] - original[p]).to(original[p].dtype) for p in projections}
+        keep = kept.pooled if kept is not None and kept.pooled is not None else concept.new_zeros(0, columns)
+        weight = layer.weight.detach()
+        text = {path: weight[:, :columns]}
+        new = _edit_rounds(text, [(path,)], concept, surrogate, keep, rounds, **solve)[path]
+        delta = torch.zeros_like(weight)
+        delta[:, :columns] = new - text[path]  # the time-id columns stay as they were
+        deltas[path] = delta
+    return deltas

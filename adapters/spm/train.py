@@ -6,9 +6,11 @@ One step, for a batch of x_t:
    classifier-free guidance on the target concept, as the official code (and ESD/LECO) does.
 2. Frozen targets with every membrane off: ε(x_t, c_tar) and ε(x_t, c_sur).
 3. Erasure loss: ‖ε_SPM(x_t, c_tar) − [ε(x_t, c_sur) − η·(ε(x_t, c_tar) − ε(x_t, c_sur))]‖².
-4. Latent anchoring: ‖ε_SPM(x_t, a) − ε(x_t, a)‖² on the empty prompt, the concepts to preserve (if any)
-   and K random text-embedding anchors
+4. Latent anchoring: ‖ε_SPM(x_t, a) − ε(x_t, a)‖² on the unconditional branch (the empty prompt; zeros on
+   SDXL, as its pipeline guides), the concepts to preserve (if any) and K random text-embedding anchors
    (Gaussian directions, accepted with probability 1 − cos(a, c_tar), rescaled to the target's norm ±20 %).
+
+Every UNet call is conditioned through :mod:`hubkit.conditioning` (SDXL: pooled embedding and time ids).
 
 Official quirks, decided:
 
@@ -31,6 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from hubkit.conditioning import TextConditioning, encode, move_text_encoders, unconditional, unet_kwargs
 from hubkit.training import StepContext, TrainingStep, run_training, settings_from_config
 from hubkit.vocabulary import random_phrase, vocabulary_words
 
@@ -74,22 +77,23 @@ def vocabulary_anchors(
     count: int,
     generator: torch.Generator,
     device: torch.device,
-) -> torch.Tensor:
+) -> TextConditioning:
     """``count`` prompts of 1–3 random vocabulary words, encoded: anchors on the text encoder's own manifold,
-    accepted with probability 1 − cos(anchor, target) like the Gaussian ones."""
-    anchors: list[torch.Tensor] = []
+    accepted with probability 1 − cos(anchor, target) (``target``: hidden states) as Gaussian ones are."""
+    anchors: list[TextConditioning] = []
     flat_target = target.flatten().float().cpu()
     while len(anchors) < count:
-        emb = _encode(pipe, [random_phrase(words, generator)], device)[0]
-        accept = 1.0 - F.cosine_similarity(flat_target, emb.flatten().float().cpu(), dim=0).clamp(min=0.0)
+        cond = _encode(pipe, [random_phrase(words, generator)], device)
+        flat = cond.embeds[0].flatten().float().cpu()
+        accept = 1.0 - F.cosine_similarity(flat_target, flat, dim=0).clamp(min=0.0)
         if torch.rand((), generator=generator) < accept:
-            anchors.append(emb)
-    return torch.stack(anchors)
+            anchors.append(cond)
+    return TextConditioning.cat(anchors)
 
 
-def _encode(pipe: Any, texts: list[str], device: torch.device) -> torch.Tensor:
+def _encode(pipe: Any, texts: list[str], device: torch.device) -> TextConditioning:
     with torch.no_grad():
-        return pipe.encode_prompt(texts, device, 1, False)[0].detach()
+        return encode(pipe, texts, device).detach()
 
 
 class SPMStep(TrainingStep):
@@ -109,8 +113,7 @@ class SPMStep(TrainingStep):
         self.unet = unet = pipe.unet.to(device)
         unet.requires_grad_(False)
         unet.eval()
-        if pipe.text_encoder is not None:
-            pipe.text_encoder.to(device)
+        move_text_encoders(pipe, device)
         torch.manual_seed(config.seed)  # the membranes' Kaiming init
         self.network = SPMNetwork(unet, config.target_blocks)
         self.network.add_adapter(ADAPTER_NAME, config)
@@ -121,12 +124,17 @@ class SPMStep(TrainingStep):
             for c in config.concepts
             for t in config.templates
         ]
-        self.targets = _encode(pipe, [p for p, _ in self.pairs], device)  # [C·T, L, D]
+        self.targets = _encode(pipe, [p for p, _ in self.pairs], device)  # C·T rows
         self.surrogates = _encode(pipe, [s for _, s in self.pairs], device)
-        self.empty = _encode(pipe, [""], device)[0]
+        # The unconditional branch as the pipeline's guidance makes it (SDXL: zeros): sampling subtracts it,
+        # and anchoring it keeps guidance working.
+        with torch.no_grad():
+            self.empty = unconditional(pipe, device).detach()
+        # Gaussian anchors are points in hidden-state space only: their pooled embedding (SDXL) is the empty
+        # prompt's, a neutral text.
+        self.blank_pooled = None if self.empty.pooled is None else _encode(pipe, [""], device).pooled
         preserved = [t.format(c) for c in config.preserve for t in config.templates]
-        no_rows = self.empty.new_zeros((0, *self.empty.shape))
-        self.preserved = _encode(pipe, preserved, device) if preserved else no_rows
+        self.preserved = _encode(pipe, preserved, device) if preserved else self.empty[:0]
         self.sampler = DDIMScheduler.from_config(pipe.scheduler.config)
         self.sampler.set_timesteps(config.sampling_steps, device=device)
         self.words = (
@@ -144,10 +152,10 @@ class SPMStep(TrainingStep):
         if self.network is not None:
             self.network.detach_hooks()  # the base UNet as it was
 
-    def _eps(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.unet(x, t, encoder_hidden_states=cond).sample
+    def _eps(self, x: torch.Tensor, t: torch.Tensor, cond: TextConditioning) -> torch.Tensor:
+        return self.unet(x, t, **unet_kwargs(self.pipe, cond, x)).sample
 
-    def _x_t(self, cond: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    def _x_t(self, cond: TextConditioning, k: int, generator: torch.Generator) -> torch.Tensor:
         """x_t after ``k`` DDIM steps from noise, with the SPM on, guided towards the target."""
         config, sampler = self.config, self.sampler
         shape = (config.batch_size, self.unet.config.in_channels, self.size, self.size)
@@ -155,23 +163,25 @@ class SPMStep(TrainingStep):
             torch.randn(shape, generator=generator).to(self.device, self.unet.dtype)
             * sampler.init_noise_sigma
         )
-        uncond = self.empty.expand_as(cond)
+        both = TextConditioning.cat([self.empty.expand(len(cond)), cond])
         for t in sampler.timesteps[:k]:
-            e_unc, e_cond = self._eps(torch.cat([x, x]), t, torch.cat([uncond, cond])).chunk(2)
+            e_unc, e_cond = self._eps(torch.cat([x, x]), t, both).chunk(2)
             x = sampler.step(e_unc + config.sampling_guidance * (e_cond - e_unc), t, x).prev_sample
         return x
 
-    def _anchors(self, target: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The empty prompt, the preserved concepts and ``anchors_per_step`` random anchors (norm of
-        ``target``)."""
+    def _anchors(self, target: TextConditioning, generator: torch.Generator) -> TextConditioning:
+        """The unconditional branch, the preserved concepts and ``anchors_per_step`` random anchors (norm of
+        ``target``, one row)."""
         config = self.config
         if config.anchor_source == "vocabulary":
             randoms = vocabulary_anchors(
-                self.pipe, self.words, target, config.anchors_per_step, generator, self.device
+                self.pipe, self.words, target.embeds[0], config.anchors_per_step, generator, self.device
             )
         else:
-            randoms = random_anchors(target.cpu(), config.anchors_per_step, generator).to(self.device)
-        return torch.cat([self.empty[None], self.preserved, randoms])
+            embeds = random_anchors(target.embeds[0].cpu(), config.anchors_per_step, generator)
+            pooled = None if self.blank_pooled is None else self.blank_pooled.expand(len(embeds), -1)
+            randoms = TextConditioning(embeds.to(self.device), pooled)
+        return TextConditioning.cat([self.empty, self.preserved, randoms])
 
     def __call__(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         config, network, generator = self.config, self.network, ctx.generator
@@ -183,16 +193,16 @@ class SPMStep(TrainingStep):
             x = self._x_t(cond, k, generator)
             t = self.sampler.timesteps[k]
             with network.disabled():
-                frozen = self._eps(torch.cat([x, x]), t, torch.cat([cond, self.surrogates[rows]]))
+                frozen = self._eps(torch.cat([x, x]), t, TextConditioning.cat([cond, self.surrogates[rows]]))
             e_tar, e_sur = frozen.chunk(2)
             goal = e_sur - config.erasing_scale * (e_tar - e_sur)
         loss_erase = F.mse_loss(self._eps(x, t, cond).float(), goal.float())
         loss_anchor = torch.zeros((), device=self.device)
         if config.anchoring_strength > 0:
             # The anchors are shared by the batch's rows; their norm follows the first row's target.
-            anchors = self._anchors(self.targets[rows[0]], generator)
-            x_rep = x.repeat_interleave(anchors.shape[0], dim=0)
-            a_rep = anchors.repeat(config.batch_size, 1, 1)
+            anchors = self._anchors(self.targets[rows[:1]], generator)
+            x_rep = x.repeat_interleave(len(anchors), dim=0)
+            a_rep = anchors.repeat(config.batch_size)
             with torch.no_grad(), network.disabled():
                 frozen_anchor = self._eps(x_rep, t, a_rep)
             loss_anchor = F.mse_loss(self._eps(x_rep, t, a_rep).float(), frozen_anchor.float())

@@ -13,6 +13,8 @@ seeded budget of optimisation steps:
 
 The attacks are method-independent: the pipeline arrives with its method applied, and its ``encode_prompt``
 is called for every conditioning, so per-prompt mechanisms (an SPM's facilitated transport) see the attack.
+On SDXL the conditioning is the hidden states and the pooled embedding (:mod:`hubkit.conditioning`): the soft
+prompt optimises both, and the token attack's gradient flows through both text encoders.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from hubkit.conditioning import TextConditioning, encode, text_encoders, unet_kwargs
 
 __all__ = ["ATTACK_KINDS", "AttackResult", "AttackSpec", "attack_prompt"]
 
@@ -63,17 +67,22 @@ class AttackSpec:
 
 @dataclass
 class AttackResult:
-    """The conditioning the attack found: ``prompt`` (token attack) or ``prompt_embeds`` (soft prompt)."""
+    """The conditioning the attack found: ``prompt`` (token attack) or ``prompt_embeds`` (soft prompt; with
+    ``pooled_prompt_embeds`` on SDXL)."""
 
     prompt: str
     prompt_embeds: torch.Tensor | None
     loss_before: float
     loss_after: float
+    pooled_prompt_embeds: torch.Tensor | None = None
 
     def call_kwargs(self, n: int) -> dict[str, Any]:
         """Pipeline-call arguments drawing ``n`` images with the adversarial conditioning."""
         if self.prompt_embeds is not None:
-            return {"prompt_embeds": self.prompt_embeds.expand(n, -1, -1)}
+            kwargs = {"prompt_embeds": self.prompt_embeds.expand(n, -1, -1)}
+            if self.pooled_prompt_embeds is not None:
+                kwargs["pooled_prompt_embeds"] = self.pooled_prompt_embeds.expand(n, -1)
+            return kwargs
         return {"prompt": [self.prompt] * n}
 
 
@@ -120,19 +129,26 @@ class _DenoisingLoss:
         self.draw = (noisy, t, noise)
 
     def embeds(
-        self, prompt: list[str] | None = None, prompt_embeds: torch.Tensor | None = None
-    ) -> torch.Tensor:
+        self, prompt: list[str] | None = None, given: TextConditioning | None = None
+    ) -> TextConditioning:
         """The conditioning through the pipeline's own ``encode_prompt`` (per-prompt mechanisms run)."""
-        device = self.pipe.unet.device
-        return self.pipe.encode_prompt(prompt, device, 1, False, prompt_embeds=prompt_embeds)[0]
+        if given is None:
+            return encode(self.pipe, prompt, self.pipe.unet.device)
+        return encode(
+            self.pipe,
+            prompt,
+            self.pipe.unet.device,
+            prompt_embeds=given.embeds,
+            pooled_prompt_embeds=given.pooled,
+        )
 
-    def __call__(self, cond: torch.Tensor) -> torch.Tensor:
-        """Per-conditioning loss, ``cond`` ``[C, L, D]`` → ``[C]`` (each against every draw)."""
-        (noisy, t, target), c, n = self.draw, cond.shape[0], self.draws
-        rows = cond.repeat_interleave(n, dim=0)
+    def __call__(self, cond: TextConditioning) -> torch.Tensor:
+        """Per-conditioning loss, ``cond`` of C rows → ``[C]`` (each against every draw)."""
+        (noisy, t, target), c, n = self.draw, len(cond), self.draws
         unet = self.pipe.unet
+        rows = cond.repeat_interleave(n).to(unet.dtype)
         x = noisy.repeat(c, 1, 1, 1).to(unet.dtype)
-        out = unet(x, t.repeat(c), encoder_hidden_states=rows.to(unet.dtype)).sample
+        out = unet(x, t.repeat(c), **unet_kwargs(self.pipe, rows, x)).sample
         err = F.mse_loss(out.float(), target.repeat(c, 1, 1, 1).float(), reduction="none")
         return err.flatten(1).mean(1).view(c, n).mean(1)
 
@@ -141,7 +157,7 @@ def attack_prompt(pipe: Any, prompt: str, images: np.ndarray, spec: AttackSpec) 
     """Attack ``pipe`` (its method applied) to draw what ``images`` (uint8 HWC, real images of the erased
     concept) show, starting from ``prompt``."""
     loss = _DenoisingLoss(pipe, images, spec.draws, spec.seed)
-    with _frozen(pipe.unet, pipe.text_encoder, pipe.vae):
+    with _frozen(pipe.unet, *text_encoders(pipe), pipe.vae):
         if spec.kind == "soft-prompt":
             return _soft_prompt(loss, prompt, spec)
         return _token(loss, pipe, prompt, spec)
@@ -151,24 +167,30 @@ def _soft_prompt(loss: _DenoisingLoss, prompt: str, spec: AttackSpec) -> AttackR
     first = loss.draw  # before and after are measured on the same draws
     with torch.no_grad():
         start = loss.embeds([prompt]).detach()
-        before = float(loss(loss.embeds(prompt_embeds=start)))
-    adv = start.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([adv], lr=spec.lr)
+        before = float(loss(loss.embeds(given=start)))
+    adv = TextConditioning(
+        start.embeds.clone().requires_grad_(True),
+        None if start.pooled is None else start.pooled.clone().requires_grad_(True),
+    )
+    optimizer = torch.optim.Adam([t for t in (adv.embeds, adv.pooled) if t is not None], lr=spec.lr)
     for _ in range(spec.steps):
         loss.resample()
         optimizer.zero_grad()
-        loss(loss.embeds(prompt_embeds=adv)).sum().backward()
+        loss(loss.embeds(given=adv)).sum().backward()
         optimizer.step()
     adv, loss.draw = adv.detach(), first
     with torch.no_grad():
-        after = float(loss(loss.embeds(prompt_embeds=adv)))
-    return AttackResult(prompt, adv, before, after)
+        after = float(loss(loss.embeds(given=adv)))
+    return AttackResult(prompt, adv.embeds, before, after, adv.pooled)
 
 
 def _token(loss: _DenoisingLoss, pipe: Any, prompt: str, spec: AttackSpec) -> AttackResult:
     from hubkit.vocabulary import typeable_words
 
-    embedding = pipe.text_encoder.get_input_embeddings()
+    # Every text encoder reads the same token ids (SDXL's two tokenizers share CLIP's vocabulary).
+    embeddings = [encoder.get_input_embeddings() for encoder in text_encoders(pipe)]
+    embedding = embeddings[0]
+    embeddings = [e for e in embeddings if e.num_embeddings == embedding.num_embeddings]
     spelled = {i: w for w, i in typeable_words(pipe.tokenizer).items()}
     allowed = torch.tensor(sorted(spelled))
     g = torch.Generator("cpu").manual_seed(spec.seed)
@@ -186,7 +208,7 @@ def _token(loss: _DenoisingLoss, pipe: Any, prompt: str, spec: AttackSpec) -> At
         loss.resample()
         with torch.no_grad():
             best = float(loss(loss.embeds([text])))  # the current words on this step's draws
-        grad = _one_hot_gradient(loss, embedding, words, text)
+        grad = _one_hot_gradient(loss, embeddings, words, text)
         grad[:, forbidden] = float("inf")
         top = (-grad).topk(spec.top_k, dim=1).indices  # the swaps the gradient says lower the loss most
         slot = torch.randint(spec.tokens, (spec.candidates,), generator=g)
@@ -207,20 +229,23 @@ def _token(loss: _DenoisingLoss, pipe: Any, prompt: str, spec: AttackSpec) -> At
 
 
 def _one_hot_gradient(
-    loss: _DenoisingLoss, embedding: torch.nn.Embedding, words: torch.Tensor, text: str
+    loss: _DenoisingLoss, embeddings: list[torch.nn.Embedding], words: torch.Tensor, text: str
 ) -> torch.Tensor:
     """d loss / d one-hot of each adversarial word (``[tokens, vocabulary]``): the words' input embeddings
-    (positions 1…tokens, after the start token) are replaced by one-hot rows times the embedding matrix."""
-    one_hot = F.one_hot(words, embedding.num_embeddings).to(embedding.weight.dtype).requires_grad_(True)
+    (positions 1…tokens, after the start token) are replaced by one-hot rows times the embedding matrix, in
+    every text encoder (``embeddings``: theirs, one vocabulary)."""
+    first = embeddings[0]
+    one_hot = F.one_hot(words, first.num_embeddings).to(first.weight.dtype).requires_grad_(True)
 
     def swap(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
         output = output.clone()
         output[:, 1 : 1 + len(words)] = one_hot @ module.weight
         return output
 
-    handle = embedding.register_forward_hook(swap)
+    handles = [embedding.register_forward_hook(swap) for embedding in embeddings]
     try:
         loss(loss.embeds([text])).sum().backward()
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     return one_hot.grad.detach()

@@ -19,6 +19,7 @@ are merged into the weights for that call (no per-step cost); otherwise the memb
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from hubkit.adapters.spm.model import SPMError, SPMNetwork, check_pipeline
 from hubkit.adapters.spm.serialization import HUBKIT_JSON, WEIGHT_NAME, read_spm, resolve_kohya_paths
 
+from hubkit.conditioning import encode
 from hubkit.hub import local_or_snapshot
 
 __all__ = ["FacilitatedTransport", "load_spm", "permeability", "unload_spm"]
@@ -83,6 +85,7 @@ class FacilitatedTransport:
         self.last_permeability: dict[str, list[float]] = {}  # m per SPM per prompt, of the last call
         self.last_scales: dict[str, list[float]] = {}  # the scale each SPM got per prompt (m**power·scale)
         self._encode_prompt = pipe.encode_prompt
+        self._signature = inspect.signature(self._encode_prompt)  # SD's and SDXL's differ
         pipe.encode_prompt = self._encode_with_transport  # instance attribute: the class stays stock
 
     @property
@@ -108,9 +111,9 @@ class FacilitatedTransport:
         weights = resolve_kohya_paths(spm.weights, self.network.paths)
         self.network.load_adapter(name, weights, spm.config)
         self.concepts[name] = spm.concepts
-        device = self.pipe.unet.device
         with torch.no_grad():
-            self._concept_embeds[name] = self._encode_prompt(spm.concepts, device, 1, False)[0]
+            cond = encode(self.pipe, spm.concepts, self.pipe.unet.device, encode_prompt=self._encode_prompt)
+        self._concept_embeds[name] = cond.embeds
         self._concept_tokens[name] = _token_sets(self.pipe.tokenizer, spm.concepts)
         return name
 
@@ -139,7 +142,8 @@ class FacilitatedTransport:
             if prompts is None:
                 raise ValueError("give prompts or prompt_embeds")
             with torch.no_grad():
-                prompt_embeds = self._encode_prompt(list(prompts), self.pipe.unet.device, 1, False)[0]
+                device = self.pipe.unet.device
+                prompt_embeds = encode(self.pipe, prompts, device, encode_prompt=self._encode_prompt).embeds
         tokens = _token_sets(self.pipe.tokenizer, prompts) if prompts is not None else None
         return {
             name: permeability(
@@ -151,14 +155,20 @@ class FacilitatedTransport:
             for name in self.names
         }
 
-    def _encode_with_transport(
-        self, prompt, device, num_images_per_prompt, do_classifier_free_guidance, *args, **kwargs
-    ):
-        prompt_embeds, negative_embeds = self._encode_prompt(
-            prompt, device, num_images_per_prompt, do_classifier_free_guidance, *args, **kwargs
+    def _encode_with_transport(self, *args: Any, **kwargs: Any) -> Any:
+        """The pipeline's ``encode_prompt``, called as the caller called it (SD's positional signature or
+        SDXL's keywords) and returned untouched (2 or 4 items); the SPMs' scales follow its prompt."""
+        call = self._signature.bind(*args, **kwargs)
+        call.apply_defaults()
+        arguments = call.arguments
+        out = self._encode_prompt(*args, **kwargs)
+        self._set_scales(
+            arguments.get("prompt"),
+            out[0],
+            arguments.get("num_images_per_prompt") or 1,
+            bool(arguments.get("do_classifier_free_guidance")),
         )
-        self._set_scales(prompt, prompt_embeds, num_images_per_prompt, do_classifier_free_guidance)
-        return prompt_embeds, negative_embeds
+        return out
 
     def _set_scales(self, prompt, prompt_embeds: torch.Tensor, per_prompt: int, cfg: bool) -> None:
         if not self.names:

@@ -98,3 +98,27 @@ def test_suite_runner_attacks_each_prompt_once_and_counts_the_budget(pipe) -> No
     assert ATTACK_IMAGES == 8
     again = run_suite(pipe, suite, load_judge(), progress=False)
     assert again.metrics == m  # seeded: the same attacks, the same images
+
+
+def test_attacks_on_sdxl_condition_with_the_pooled_embedding_and_both_text_encoders(red_circles):
+    """SDXL: the soft prompt optimises the pooled embedding too and draws with it; the token attack's
+    gradient flows through both text encoders (one vocabulary)."""
+    from hubkit.architectures import build_tiny_pipeline
+    from hubkit.leaderboard.attacks import _DenoisingLoss, _one_hot_gradient
+
+    pipe = build_tiny_pipeline("sdxl")
+    soft = attack_prompt(pipe, "a red circle", red_circles, AttackSpec("soft-prompt", steps=2, draws=2))
+    assert soft.pooled_prompt_embeds is not None and soft.pooled_prompt_embeds.shape == (1, 48)
+    kwargs = soft.call_kwargs(2)
+    assert kwargs["pooled_prompt_embeds"].shape == (2, 48)
+    assert pipe(**kwargs, num_inference_steps=1, output_type="np").images.shape == (2, 128, 128, 3)
+    loss = _DenoisingLoss(pipe, red_circles, draws=2, seed=0)
+    words = torch.tensor([pipe.tokenizer.convert_tokens_to_ids("blue</w>")])
+    embeddings = [pipe.text_encoder.get_input_embeddings(), pipe.text_encoder_2.get_input_embeddings()]
+    both = _one_hot_gradient(loss, embeddings, words, "blue a red circle")
+    first = _one_hot_gradient(loss, embeddings[:1], words, "blue a red circle")
+    assert both.shape == first.shape and not torch.allclose(both, first)
+    token = attack_prompt(
+        pipe, "a red circle", red_circles, AttackSpec("token", steps=1, draws=2, candidates=2)
+    )
+    assert token.prompt.endswith(" a red circle") and token.pooled_prompt_embeds is None

@@ -230,3 +230,16 @@ def test_int8_layers_are_picked_by_error_removed_per_byte_within_the_budget():
     assert pick_int8_layers(sensitivity, weights, extra - 1) == []
     big = {**weights, "c": quantize_weight(torch.randn(64, 256), 4, 32)}  # 4x the bytes for 2/3 of b's gain
     assert pick_int8_layers(sensitivity, big, 2 * extra) == ["b", "a"]
+
+
+def test_quantized_layer_reads_the_wrapped_layers_shape_through():
+    """Pipelines read layer shapes (SDXL: ``unet.add_embedding.linear_1.in_features``) on hubkit's UNet."""
+    from hubkit.adapters.quantize.layer import QuantizedLayer
+
+    linear, conv = torch.nn.Linear(48, 64), torch.nn.Conv2d(8, 16, 3, stride=2, padding=1)
+    q_linear = QuantizedLayer(linear, quantize_weight(linear.weight, 8, -1))
+    q_conv = QuantizedLayer(conv, quantize_weight(conv.weight, 4, -1))
+    assert (q_linear.in_features, q_linear.out_features) == (48, 64)
+    assert (q_conv.in_channels, q_conv.out_channels, q_conv.kernel_size) == (8, 16, (3, 3))
+    assert (q_conv.stride, q_conv.padding, q_conv.groups) == ((2, 2), (1, 1), 1)
+    assert not hasattr(q_linear, "kernel_size") and not hasattr(q_conv, "in_features")

@@ -185,3 +185,56 @@ def test_prompts_of_other_lengths_align_from_their_last_word_and_bad_concepts_ar
     )
     with pytest.raises(RECEError, match="has no cross-attention"):
         erase(pipe, ["a red circle"], ["a gray circle"], [])
+
+
+def test_clip_prompts_are_not_refused_as_unknown_but_unknown_words_still_are():
+    """CLIP's unknown token is its end-of-text token, in every tokenization: only the words' own tokens
+    count. On the world's BERT tokenizer a word it cannot read is still refused."""
+    from hubkit.adapters.rece import aligned_rows
+
+    from hubkit.architectures import build_tiny_pipeline
+    from hubkit.world.base_model import assemble_pipeline
+
+    sd15 = build_tiny_pipeline("sd15")
+    assert sd15.tokenizer.unk_token_id == sd15.tokenizer.eos_token_id
+    erase_rows, target_rows = aligned_rows(sd15, ["a red circle"], ["a gray circle"])
+    assert erase_rows.shape == target_rows.shape == (77, 32)
+    world = assemble_pipeline()
+    with pytest.raises(RECEError, match="vocabulary does not know"):
+        aligned_rows(world, ["a \u2603 circle"], ["a gray circle"])
+
+
+def test_sdxl_rows_are_both_encoders_states_and_its_pooled_path_is_edited_too():
+    from hubkit.adapters.rece import erase, prompt_rows
+
+    from hubkit.architectures import build_tiny_pipeline
+    from hubkit.conditioning import encode
+
+    pipe = build_tiny_pipeline("sdxl")
+    states = []
+    with torch.no_grad():
+        for tokenizer, encoder in (
+            (pipe.tokenizer, pipe.text_encoder),
+            (pipe.tokenizer_2, pipe.text_encoder_2),
+        ):
+            ids = tokenizer(
+                ["a red circle"], padding="max_length", max_length=77, truncation=True, return_tensors="pt"
+            ).input_ids
+            states.append(encoder(ids, output_hidden_states=True).hidden_states[-2])
+    # the cross-attention input: both encoders' penultimate states side by side, every position
+    assert torch.equal(prompt_rows(pipe, ["a red circle"]), torch.cat(states, dim=-1))
+
+    deltas = erase(pipe, ["a red circle"], ["a gray circle"], ["a blue circle"], rounds=1)
+    assert set(deltas) == {*cross_attention_projections(pipe.unet), "add_embedding.linear_1"}
+    layer, columns = pipe.unet.add_embedding.linear_1, pipe.text_encoder_2.config.projection_dim
+    delta = deltas["add_embedding.linear_1"]
+    assert delta.shape == layer.weight.shape
+    assert delta[:, :columns].abs().max() > 0 and not delta[:, columns:].any()  # time-id columns untouched
+    with torch.no_grad():
+        red, gray, blue = encode(pipe, ["a red circle", "a gray circle", "a blue circle"]).pooled
+    w = layer.weight[:, :columns].detach()
+    edited = w + delta[:, :columns]
+    assert (edited @ red - w @ gray).norm() < 0.2 * (
+        w @ red - w @ gray
+    ).norm()  # red's pooled reads as gray's
+    assert (edited @ blue - w @ blue).norm() < 0.2 * (w @ red - w @ gray).norm()  # blue's is kept

@@ -129,9 +129,9 @@ def test_preserved_concepts_are_anchored_every_step(pipe):
     try:
         for index in range(2):
             anchors = step._anchors(step.targets[0], torch.Generator().manual_seed(index))
-            assert anchors.shape[0] == 1 + 2 * 2 + 3  # "", each preserved concept in each template, randoms
-            assert torch.equal(anchors[0], step.empty)
-            assert torch.equal(anchors[1:5], _emb(pipe, ["purple", "a purple", "blue", "a blue"]))
+            assert len(anchors) == 1 + 2 * 2 + 3  # "", each preserved concept in each template, randoms
+            assert torch.equal(anchors.embeds[:1], step.empty.embeds) and anchors.pooled is None
+            assert torch.equal(anchors.embeds[1:5], _emb(pipe, ["purple", "a purple", "blue", "a blue"]))
     finally:
         step.abort()
 
