@@ -79,7 +79,7 @@ class QuantizedLayer(nn.Module):
             raise ValueError(f"kernels must be one of {', '.join(KERNEL_MODES)}, not {kernels!r}")
         if kernels == "int8" and cpu_int8_support() is None:
             raise RuntimeError(
-                "this CPU has no int8 kernels (oneDNN needs AVX2 or better): use kernels='auto'"
+                "this CPU has no int8 kernels (oneDNN needs VNNI to compute them exactly): use kernels='auto'"
             )
         self.base, self.quantized, self.clock = base, weight, clock
         self._weight_q: torch.Tensor | None = None  # the dequantized weight, made when the reference runs
