@@ -40,6 +40,7 @@ def _settings_table(config: LCMLoRAConfig, facts: dict[str, Any]) -> str:
         ("boundary scalings", f"σ_data 0.5, timestep scaling {config.timestep_scaling:g}"),
         ("loss", f"pseudo-Huber, c = {config.huber_c:g}"),
         ("target network", target),
+        ("data", f"`{config.dataset}`" if config.dataset else "the reference world's training split"),
         ("steps / batch / lr", f"{config.steps} / {config.batch_size} / {config.lr:g} (AdamW, constant)"),
         ("seed", str(config.seed)),
     ]

@@ -44,7 +44,8 @@ class LCMLoRAConfig(JSONConfig):
     (``ema_decay``, the LCM paper's 0.95) where the script uses the online LoRA without gradient
     (``ema_decay=0``). On ``tiny-sd-shapes`` the EMA target lifts 4-step prompt alignment from 90 % to 100 %
     of the teacher's. On Stable Diffusion 1.x use the script's ``rank=64``, ``lr=1e-4``, ``w_min=5``,
-    ``steps≈4000``.
+    ``steps≈4000`` and a ``dataset`` of captioned images of the model's domain (the world's shapes teach a
+    real model nothing).
     """
 
     variant: str = field(
@@ -70,6 +71,22 @@ class LCMLoRAConfig(JSONConfig):
         default=0.95,
         metadata={"help": "Target network θ⁻ ← decay·θ⁻ + (1 − decay)·θ; 0: θ⁻ = θ (LCM-LoRA's script)."},
     )
+    # What the teacher is distilled on: its images only set where the noisy latents start (the targets are the
+    # teacher's own), so captions in the base model's domain matter more than the pictures.
+    dataset: str = field(
+        default="",
+        metadata={
+            "help": "Images + captions to distil on: a Hub dataset repo or a local folder (imagefolder + "
+            "metadata); '' = the reference world's training split (what tiny-sd-shapes learnt from)."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Configuration of the dataset."})
+    split: str = field(default="train", metadata={"help": "Split of the dataset."})
+    image_column: str = field(default="image", metadata={"help": "Column holding the images."})
+    caption_column: str = field(default="caption", metadata={"help": "Column holding the captions."})
+    resolution: int | None = field(
+        default=None, metadata={"help": "Pixels; default: the teacher pipeline's native size."}
+    )
     steps: int = field(default=1000, metadata={"help": "Distillation steps."})
     batch_size: int = field(default=16, metadata={"help": "Images per step."})
     gradient_accumulation_steps: int = field(
@@ -94,6 +111,13 @@ class LCMLoRAConfig(JSONConfig):
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if self.variant == "rg-lcd" and self.reward_scale <= 0:
             self.reward_scale = 0.05
+        if self.variant == "rg-lcd" and self.dataset.strip():
+            raise ValueError(
+                "variant 'rg-lcd' rewards the reference world's attributes: it distils on the world's "
+                "training split, not on a dataset (drop --dataset or use variant 'lcm')"
+            )
+        if self.resolution is not None and self.resolution < 8:
+            raise ValueError(f"resolution must be >= 8 pixels, got {self.resolution}")
         if self.variant == "lcm" and self.reward_scale:
             raise ValueError("reward_scale is for variant 'rg-lcd'; plain LCM distillation has no reward")
         if self.rank < 1 or self.steps < 1 or self.batch_size < 1 or self.gradient_accumulation_steps < 1:

@@ -63,7 +63,7 @@ class LCMLoRAMethod(Method):
         from .train import DistillError, distill_lcm_lora, remove_lora
 
         job = start_training(self.name, base, config, out, error=DistillError, **options)
-        result = distill_lcm_lora(job.pipe, config, **job.loop)
+        result = distill_lcm_lora(job.pipe, config, endpoint=job.endpoint, token=job.token, **job.loop)
         unet = result.unet
         facts = job.facts(
             sum(p.numel() for n, p in unet.named_parameters() if f".{ADAPTER_NAME}." in n and "lora_" in n),

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from hubkit.conditioning import TextConditioning, encode, move_text_encoders, unconditional, unet_kwargs
+from hubkit.finetune import FineTuneError, ImageCaptions, load_image_captions, pipeline_resolution
 from hubkit.training import StepContext, TrainingStep, run_training, settings_from_config
 
 from .config import LCMLoRAConfig
@@ -110,6 +111,18 @@ def _x0_and_eps(out: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor, sigma: 
     raise DistillError(f"unsupported prediction_type {kind!r}")
 
 
+def caption_batches(data: ImageCaptions, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
+    """Endless random batches of a dataset in memory (no attributes); batch ``i`` depends on (seed, i) only,
+    as :func:`shapes_batches`, so a resumed run continues the stream."""
+    step = start
+    while True:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        pick = torch.randint(len(data), (batch_size,), generator=generator)
+        images = data.images[pick].float().div(127.5).sub(1)
+        yield images, [data.captions[i] for i in pick.tolist()], [{} for _ in range(batch_size)]
+        step += 1
+
+
 def shapes_batches(batch_size: int, seed: int, size: int = 32, start: int = 0) -> Iterator[Batch]:
     """Endless batches of the reference world's training split (what ``tiny-sd-shapes`` learnt from); batch
     ``i`` depends on (seed, i) only, so ``start`` continues a stream where an interrupted run stopped."""
@@ -173,9 +186,15 @@ class LCMStep(TrainingStep):
     resumed run sees the batches an uninterrupted one would."""
 
     def __init__(
-        self, pipe: Any, config: LCMLoRAConfig, batches: Iterator[Batch] | None, reward: Reward | None
+        self,
+        pipe: Any,
+        config: LCMLoRAConfig,
+        batches: Iterator[Batch] | None,
+        reward: Reward | None,
+        data: ImageCaptions | None = None,
     ):
         self.pipe, self.config, self.given_batches, self.reward = pipe, config, batches, reward
+        self.data = data
         self.description = f"{config.variant.upper()} distillation"
         self.has_lora = False
         self.ema: list[torch.Tensor] | None = None
@@ -243,7 +262,9 @@ class LCMStep(TrainingStep):
             remove_lora(self.unet)  # the teacher as it was
 
     def start(self, index: int) -> None:
-        if self.given_batches is None:
+        if self.given_batches is None and self.data is not None:
+            self.batches = caption_batches(self.data, self.config.batch_size, self.config.seed, start=index)
+        elif self.given_batches is None:
             size = self.vae.config.sample_size
             self.batches = shapes_batches(self.config.batch_size, self.config.seed, size, start=index)
         else:  # a caller's iterator: skip what the interrupted run consumed
@@ -334,19 +355,39 @@ def distill_lcm_lora(
     *,
     batches: Iterator[Batch] | None = None,
     reward: Reward | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
     **loop: Any,
 ) -> DistillResult:
     """Distil ``pipe`` (the teacher) into a LoRA on its own UNet, on the shared loop; returns the UNet with
     the LoRA attached (a failed run takes it off again).
 
-    ``batches`` yields (images in [-1, 1], captions, attributes); the reference world's training split by
-    default. ``reward`` (rg-lcd) scores decoded images in [0, 1]; the world's judge by default. ``loop``:
+    ``batches`` yields (images in [-1, 1], captions, attributes); by default ``config.dataset`` (a local
+    folder, or a dataset repo on the Hub at ``endpoint``), else the reference world's training split.
+    ``reward`` (rg-lcd) scores decoded images in [0, 1]; the world's judge by default. ``loop``:
     :func:`hubkit.training.run_training`'s options (``progress``, ``on_step``, and with ``out``, the artifact
     folder the caller writes, ``checkpoint_every`` and ``resume``: a resumed run gives bit for bit the
     uninterrupted run's LoRA, same seed, on a CPU).
     """
     _check(pipe)
-    step = LCMStep(pipe, config, batches, reward)
+    data = None
+    if batches is None and config.dataset.strip():
+        data = load_distillation_data(pipe, config, endpoint, token)
+    step = LCMStep(pipe, config, batches, reward, data)
     run = run_training(step, **settings_from_config(config, schedule="constant"), **loop)
     pipe.unet.eval()
     return DistillResult(pipe.unet, config, run.seconds, run.history["loss"], run.history.get("reward", []))
+
+
+def load_distillation_data(
+    pipe: Any, config: LCMLoRAConfig, endpoint: str | None = None, token: str | None = None
+) -> ImageCaptions:
+    """``config.dataset`` in memory at the teacher's resolution (or ``config.resolution``)."""
+    size = pipeline_resolution(pipe, config.resolution)
+    columns = (config.image_column, config.caption_column, size)
+    try:
+        return load_image_captions(
+            config.dataset, config.dataset_config, config.split, *columns, endpoint=endpoint, token=token
+        )
+    except FineTuneError as err:
+        raise DistillError(str(err)) from err

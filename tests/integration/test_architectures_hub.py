@@ -43,7 +43,9 @@ def _config(method: str, dataset: Path, unet: Any) -> tuple[str, Any]:
     if method == "lcm-lora":
         from hubkit.adapters.lcm_lora import LCMLoRAConfig
 
-        return "lcm-lora", LCMLoRAConfig(steps=1, batch_size=1, rank=2, alpha=2, warmup_steps=0)
+        return "lcm-lora", LCMLoRAConfig(
+            dataset=str(dataset), steps=1, batch_size=1, rank=2, alpha=2, warmup_steps=0
+        )
     if method == "sara":
         from hubkit.adapters.sara.config import SaRAConfig
 

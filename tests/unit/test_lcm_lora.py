@@ -186,3 +186,56 @@ def test_judge_reward_prefers_the_prompted_attributes():
     images.requires_grad_(True)
     reward(images, [{"shape": "circle", "colour": "red"}] * 4).sum().backward()
     assert images.grad is not None and images.grad.abs().sum() > 0  # differentiable: usable as a loss
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """Four captioned images (imagefolder + metadata) of a shape the world never draws, at 40 pixels."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("captions")
+    rows = []
+    for i in range(4):
+        pixels = np.full((40, 40, 3), 60 * i, dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+        rows.append(json.dumps({"file_name": f"{i}.png", "caption": f"a plain tile number {i}"}))
+    (folder / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_caption_batches_are_random_rows_positioned_by_index(pipe, dataset):
+    from hubkit.adapters.lcm_lora.train import caption_batches, load_distillation_data
+
+    data = load_distillation_data(pipe, LCMLoRAConfig(dataset=str(dataset)))
+    assert data.images.shape == (4, 3, 32, 32)  # the teacher's native size (sample size 4 × VAE scale 8)
+    stream = caption_batches(data, 3, seed=1)
+    first, second = next(stream), next(stream)
+    images, captions, attributes = first
+    assert images.shape == (3, 3, 32, 32) and images.min() >= -1 and images.max() <= 1
+    assert set(captions) <= set(data.captions) and attributes == [{}, {}, {}]
+    resumed = next(caption_batches(data, 3, seed=1, start=1))
+    assert torch.equal(resumed[0], second[0]) and resumed[1] == second[1]
+
+
+def test_distillation_on_a_dataset_reads_its_captions(pipe, dataset, monkeypatch):
+    """With ``dataset`` the teacher is conditioned on the dataset's captions, never the world's."""
+    from hubkit.adapters.lcm_lora import train
+
+    seen: list[str] = []
+    encode = train.encode
+    monkeypatch.setattr(
+        train, "encode", lambda p, prompts, device: seen.extend(prompts) or encode(p, prompts, device)
+    )
+    config = LCMLoRAConfig(dataset=str(dataset), steps=2, batch_size=2, rank=2, alpha=2, warmup_steps=0)
+    result = distill_lcm_lora(pipe, config, progress=False)
+    remove_lora(result.unet)
+    assert len(result.losses) == 2 and seen and all(c.startswith("a plain tile number") for c in seen)
+
+
+def test_dataset_errors_name_the_problem(pipe, tmp_path):
+    with pytest.raises(DistillError, match="cannot load the dataset"):
+        distill_lcm_lora(pipe, LCMLoRAConfig(dataset=str(tmp_path / "missing"), steps=1), progress=False)
+    with pytest.raises(ValueError, match=r"rg-lcd.*not on a dataset"):
+        LCMLoRAConfig(variant="rg-lcd", dataset=str(tmp_path))
+    assert not getattr(pipe.unet, "peft_config", None)
