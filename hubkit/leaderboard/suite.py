@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 from hubkit.world import shapes
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
+SUITE_PATH_ENV = "HUBKIT_SUITE_PATH"  # folders of suite files searched after the installed ones
 
 __all__ = [
     "SUITES_DIR",
@@ -139,7 +141,9 @@ def suite_key(name: str, params: dict[str, str]) -> str:
 
 def suite_files() -> dict[str, Path]:
     """Every suite by name: the core's, then each registered method's ``suites/`` folder (a method's suite
-    may not shadow another one's name)."""
+    may not shadow another one's name); then the folders of ``HUBKIT_SUITE_PATH`` (``os.pathsep``-separated),
+    whose files add suites or replace an installed one of the same name (a cut-down suite for a quick run:
+    its records' digest says it is not the installed one)."""
     from hubkit.methods import suite_dirs
 
     found: dict[str, Path] = {}
@@ -148,6 +152,12 @@ def suite_files() -> dict[str, Path]:
             if path.stem in found and found[path.stem] != path:
                 raise SuiteError(f"two suites are named {path.stem!r}: {found[path.stem]} and {path}")
             found[path.stem] = path
+    for entry in os.environ.get(SUITE_PATH_ENV, "").split(os.pathsep):
+        if entry.strip():
+            folder = Path(entry).expanduser()
+            if not folder.is_dir():
+                raise SuiteError(f"{SUITE_PATH_ENV} names {folder}, which is not a folder")
+            found.update((path.stem, path) for path in sorted(folder.glob("*.json")))
     return found
 
 

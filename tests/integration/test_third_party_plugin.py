@@ -63,6 +63,8 @@ def test_a_third_party_method_plugin_works_through_every_command(hub, plugin_sit
         "HF_ENDPOINT": hub.url,
         "HF_TOKEN": token,
         "OMP_NUM_THREADS": "1",
+        # `leaderboard run` ranks alice's base model too (on shapes-quality): the demo test's cut-down copy
+        "HUBKIT_SUITE_PATH": str(PLUGIN.parents[1] / "demo-suites"),
     }
 
     def hubkit(*args: str) -> subprocess.CompletedProcess:

@@ -229,3 +229,24 @@ def test_novel_shape_groups_draw_the_world_splits() -> None:
     assert pairs["novel_unseen"] == set(shapes.novel_pairs("unseen"))
     assert pairs["trained"] == set(shapes.trained_pairs())
     assert suite.n_images == 16 * 8 + 4 * 43
+
+
+def test_suite_path_adds_suites_and_replaces_installed_ones(tmp_path, monkeypatch) -> None:
+    shipped = load_suite("shapes-quality")
+    quality = {
+        "name": "shapes-quality",
+        "version": 1,
+        "generation": {"num_inference_steps": 3},
+        "groups": {"g": {"pairs": "held_out"}},
+        "metrics": [{"metric": "prompt_alignment", "group": "g", "outputs": {"alignment": "alignment"}}],
+    }
+    (tmp_path / "shapes-quality.json").write_text(json.dumps(quality))
+    (tmp_path / "mine.json").write_text(json.dumps({**quality, "name": "mine"}))
+    monkeypatch.setenv("HUBKIT_SUITE_PATH", str(tmp_path))
+    replaced = load_suite("shapes-quality")
+    assert replaced.version == 1 and replaced.digest != shipped.digest
+    assert len(replaced.groups["g"]) == len(shapes.HELD_OUT_PAIRS) < len(shipped.groups["trained"])
+    assert "mine" in available_suites() and "shapes-erasure" in available_suites()
+    monkeypatch.setenv("HUBKIT_SUITE_PATH", str(tmp_path / "missing"))
+    with pytest.raises(SuiteError, match=r"HUBKIT_SUITE_PATH names .*missing, which is not a folder"):
+        available_suites()
