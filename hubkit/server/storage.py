@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from hubkit.server.trees import merge_trees
+
 REPO_TYPES = ("model", "dataset", "space")
 EMPTY_TREE: dict[str, dict] = {}
 LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {size}\n"
@@ -60,6 +62,31 @@ CREATE TABLE IF NOT EXISTS refs (
     target TEXT NOT NULL,
     PRIMARY KEY (repo, kind, name)
 );
+-- Discussions and pull requests share one number sequence per repo with refs/pr/N (PR N is discussion N).
+CREATE TABLE IF NOT EXISTS discussions (
+    repo INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    num INTEGER NOT NULL,
+    is_pr INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    status TEXT NOT NULL,
+    author TEXT NOT NULL,
+    created REAL NOT NULL,
+    target TEXT,
+    base_oid TEXT,
+    merge_oid TEXT,
+    PRIMARY KEY (repo, num)
+);
+CREATE TABLE IF NOT EXISTS discussion_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    repo INTEGER NOT NULL,
+    num INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    author TEXT NOT NULL,
+    created REAL NOT NULL,
+    data TEXT NOT NULL,
+    FOREIGN KEY (repo, num) REFERENCES discussions(repo, num) ON DELETE CASCADE
+);
 """
 
 
@@ -84,6 +111,14 @@ class EntryNotFound(StorageError):
 
 class Conflict(StorageError):
     status = 409
+
+
+class MergeConflict(Conflict):
+    """A pull request changes files that its target branch also changed since the PR's base."""
+
+
+class DiscussionNotFound(StorageError):
+    status = 404
 
 
 class StaleParent(StorageError):
@@ -124,6 +159,33 @@ class Commit:
     author: str
     date: float
     tree: dict[str, dict]
+
+
+@dataclass(frozen=True)
+class Discussion:
+    """A discussion, or a pull request (``is_pr``) whose changes live on ``refs/pr/<num>``."""
+
+    num: int
+    is_pr: bool
+    title: str
+    status: str  # open | closed | merged | draft
+    author: str
+    created: float
+    target: str | None  # the branch a pull request merges into
+    base_oid: str | None  # the commit of ``target`` the pull request started from
+    merge_oid: str | None  # the head of ``target`` right after the merge
+    comments: int = 0
+
+
+@dataclass(frozen=True)
+class DiscussionEvent:
+    """An entry of a discussion's timeline: ``comment``, ``status-change``, ``commit`` or ``title-change``."""
+
+    id: str
+    type: str
+    author: str
+    created: float
+    data: dict
 
 
 @dataclass
@@ -276,15 +338,25 @@ class Storage:
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE): all or nothing, serialized with other writers."""
+        """One write transaction (BEGIN IMMEDIATE): all or nothing, serialized with other writers.
+
+        Nested use joins the enclosing transaction, so that writes can be composed (a pull request opened
+        together with its first commit) and still commit or roll back as one.
+        """
         with self._write_lock:
             conn = self._conn()
+            if getattr(self._local, "in_transaction", False):
+                yield conn
+                return
             conn.execute("BEGIN IMMEDIATE")
+            self._local.in_transaction = True
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._local.in_transaction = False
             conn.execute("COMMIT")
 
     def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
@@ -346,6 +418,8 @@ class Storage:
 
     def delete_repo(self, repo: Repo) -> None:
         with self._db() as db:
+            db.execute("DELETE FROM discussion_events WHERE repo = ?", (repo.id,))
+            db.execute("DELETE FROM discussions WHERE repo = ?", (repo.id,))
             db.execute("DELETE FROM refs WHERE repo = ?", (repo.id,))
             db.execute("DELETE FROM commits WHERE repo = ?", (repo.id,))
             db.execute("DELETE FROM repos WHERE id = ?", (repo.id,))
@@ -453,45 +527,343 @@ class Storage:
         author: str,
         parent: str | None = None,
     ) -> CommitResult:
-        """Apply changes on top of ``branch`` in one transaction; ``parent`` guards against lost updates."""
+        """Apply changes on top of ``branch`` in one transaction; ``parent`` guards against lost updates.
+
+        On ``refs/pr/N`` the commit also joins pull request N's timeline; a closed or merged PR refuses it.
+        """
         with self._db() as db:
             kind, name = (
                 ("pr", branch[len("refs/pr/") :]) if branch.startswith("refs/pr/") else ("branch", branch)
             )
-            row = db.execute(
-                "SELECT target FROM refs WHERE repo = ? AND kind = ? AND name = ?", (repo.id, kind, name)
-            ).fetchone()
-            if row is None:
+            head = self._ref_target(db, repo, kind, name)
+            if head is None:
                 raise RevisionNotFound(f"Invalid rev id: {branch}")
-            head = row["target"]
             if parent is not None and parent != head:
                 raise StaleParent(
                     f"A commit has happened since. Please refresh and try again. (parent {parent} is not the "
                     f"head {head} of {branch})"
                 )
-            head_tree = json.loads(
-                db.execute("SELECT tree FROM commits WHERE repo = ? AND oid = ?", (repo.id, head)).fetchone()[
-                    0
-                ]
-            )
-            tree = _apply_changes(head_tree, changes, self.blobs)
+            pull_request = self._pull_request_row(db, repo, int(name)) if kind == "pr" else None
+            if pull_request is not None and pull_request["status"] in ("closed", "merged"):
+                raise BadRequest(
+                    f"Pull request #{name} is {pull_request['status']}: it takes no more commits"
+                )
+            tree = _apply_changes(self._tree(db, repo, head), changes, self.blobs)
             oid = self._insert_commit(db, repo.id, head, title, message, author, tree)
             db.execute(
                 "UPDATE refs SET target = ? WHERE repo = ? AND kind = ? AND name = ?",
                 (oid, repo.id, kind, name),
             )
-        return CommitResult(oid=oid, parent=head)
+            if pull_request is not None:
+                data = {"subject": title, "oid": oid, "parents": [head]}
+                self._add_event(db, repo, int(name), "commit", author, data)
+            return CommitResult(oid=oid, parent=head)
 
-    def create_pr_ref(self, repo: Repo, base_oid: str) -> str:
-        """A new ``refs/pr/N`` pointing at ``base_oid``; returns ``N`` as a string."""
+    def _ref_target(self, db: sqlite3.Connection, repo: Repo, kind: str, name: str) -> str | None:
+        row = db.execute(
+            "SELECT target FROM refs WHERE repo = ? AND kind = ? AND name = ?", (repo.id, kind, name)
+        ).fetchone()
+        return row["target"] if row else None
+
+    def _tree(self, db: sqlite3.Connection, repo: Repo, oid: str) -> dict[str, dict]:
+        row = db.execute("SELECT tree FROM commits WHERE repo = ? AND oid = ?", (repo.id, oid)).fetchone()
+        if row is None:
+            raise RevisionNotFound(f"Invalid rev id: {oid}")
+        return json.loads(row["tree"])
+
+    # -- discussions and pull requests --------------------------------------------------------------
+
+    def list_discussions(self, repo: Repo) -> list[Discussion]:
+        """All discussions and pull requests of ``repo``, newest first (as the Hub lists them)."""
+        rows = self._read(_DISCUSSION_SELECT + " WHERE d.repo = ? ORDER BY d.num DESC", (repo.id,))
+        return [_discussion(r) for r in rows]
+
+    def get_discussion(self, repo: Repo, num: int) -> Discussion:
+        rows = self._read(_DISCUSSION_SELECT + " WHERE d.repo = ? AND d.num = ?", (repo.id, num))
+        if not rows:
+            raise DiscussionNotFound(f"Discussion #{num} not found in {repo.repo_id}")
+        return _discussion(rows[0])
+
+    def discussion_events(self, repo: Repo, num: int) -> list[DiscussionEvent]:
+        rows = self._read(
+            "SELECT * FROM discussion_events WHERE repo = ? AND num = ? ORDER BY seq", (repo.id, num)
+        )
+        return [_event(r) for r in rows]
+
+    def discussion_event(self, repo: Repo, num: int, event_id: str) -> DiscussionEvent:
+        rows = self._read(
+            "SELECT * FROM discussion_events WHERE repo = ? AND num = ? AND id = ?", (repo.id, num, event_id)
+        )
+        if not rows:
+            raise DiscussionNotFound(f"Comment {event_id} not found in discussion #{num} of {repo.repo_id}")
+        return _event(rows[0])
+
+    def create_discussion(
+        self, repo: Repo, author: str, title: str, description: str, pull_request: bool
+    ) -> Discussion:
+        """A new discussion, or a draft pull request whose ``refs/pr/N`` starts at main's head."""
         with self._db() as db:
-            rows = db.execute("SELECT name FROM refs WHERE repo = ? AND kind = 'pr'", (repo.id,)).fetchall()
-            number = str(max((int(r[0]) for r in rows), default=0) + 1)
+            base = self._ref_target(db, repo, "branch", "main") if pull_request else None
+            status = "draft" if pull_request else "open"
+            num = self._open_discussion(db, repo, author, title, description, status, base, "main")
+        return self.get_discussion(repo, num)
+
+    def commit_pull_request(
+        self,
+        repo: Repo,
+        target: str,
+        base_oid: str,
+        changes: list[FileChange],
+        title: str,
+        message: str,
+        author: str,
+    ) -> tuple[int, CommitResult]:
+        """Open pull request N on ``target`` from ``base_oid`` with one commit, all in one transaction."""
+        with self._db() as db:
+            self._tree(db, repo, base_oid)  # RevisionNotFound for a commit the repo does not have
+            num = self._open_discussion(db, repo, author, title, message, "open", base_oid, target)
+            result = self.apply_commit(repo, f"refs/pr/{num}", changes, title, message, author)
+        return num, result
+
+    def add_comment(self, repo: Repo, num: int, author: str, text: str) -> DiscussionEvent:
+        with self._db() as db:
+            self._discussion_row(db, repo, num)
+            return self._add_event(db, repo, num, "comment", author, _comment(text, author))
+
+    def edit_comment(self, repo: Repo, num: int, event_id: str, editor: str, text: str) -> DiscussionEvent:
+        """New content for a comment; earlier versions are kept in its history (newest first)."""
+        with self._db() as db:
+            event = self._event_row(db, repo, num, event_id, "comment")
+            if event.data["hidden"]:
+                raise BadRequest(f"Comment {event_id} is hidden: it cannot be edited")
+            data = _comment(text, editor) | {"edited": True}
+            data["history"] = [_version(event.data), *event.data.get("history", [])]
+            return self._update_event(db, event, data)
+
+    def hide_comment(self, repo: Repo, num: int, event_id: str, by: str) -> DiscussionEvent:
+        """Replace a comment's content for good, as the Hub does (its history goes with it)."""
+        with self._db() as db:
+            event = self._event_row(db, repo, num, event_id, "comment")
+            data = _comment("This comment has been hidden", by) | {"edited": True, "hidden": True}
+            return self._update_event(db, event, data)
+
+    def rename_discussion(self, repo: Repo, num: int, author: str, title: str) -> DiscussionEvent:
+        with self._db() as db:
+            old = self._discussion_row(db, repo, num)["title"]
+            db.execute("UPDATE discussions SET title = ? WHERE repo = ? AND num = ?", (title, repo.id, num))
+            return self._add_event(db, repo, num, "title-change", author, {"from": old, "to": title})
+
+    def change_discussion_status(
+        self, repo: Repo, num: int, author: str, status: str, comment: str | None = None
+    ) -> DiscussionEvent:
+        """Close or (re)open; a merged pull request stays merged. ``comment`` is posted first."""
+        if status not in ("open", "closed"):
+            raise BadRequest(f"Invalid status {status!r}: expected 'open' or 'closed'")
+        with self._db() as db:
+            current = self._discussion_row(db, repo, num)["status"]
+            if current == "merged":
+                raise BadRequest(f"Pull request #{num} is merged: its status cannot change")
+            if current == status:
+                raise BadRequest(f"Discussion #{num} is already {status}")
+            if comment:
+                self._add_event(db, repo, num, "comment", author, _comment(comment, author))
+            db.execute("UPDATE discussions SET status = ? WHERE repo = ? AND num = ?", (status, repo.id, num))
+            return self._add_event(db, repo, num, "status-change", author, {"status": status})
+
+    def merge_pull_request(
+        self, repo: Repo, num: int, author: str, comment: str | None = None
+    ) -> tuple[DiscussionEvent, str]:
+        """Land pull request ``num`` on its target branch atomically; returns the event and the new head.
+
+        If the target has not moved since the PR's base, it moves to the PR's head (its commits join the
+        branch's history). Otherwise the PR's changes are applied on top of the target as one new commit,
+        unless a file changed on both sides (``MergeConflict``: nothing changes).
+        """
+        with self._db() as db:
+            pr = self._discussion_row(db, repo, num)
+            self._check_mergeable(pr)
+            target_head = self._ref_target(db, repo, "branch", pr["target"])
+            pr_head = self._ref_target(db, repo, "pr", str(num))
+            if target_head is None or pr_head is None:
+                raise RevisionNotFound(f"Pull request #{num}: branch {pr['target']} or refs/pr/{num} is gone")
+            if pr_head == pr["base_oid"]:
+                raise BadRequest(f"Pull request #{num} has no commits to merge")
+            if target_head == pr["base_oid"]:
+                merged = pr_head
+            else:
+                merge = merge_trees(
+                    self._tree(db, repo, pr["base_oid"]),
+                    self._tree(db, repo, target_head),
+                    self._tree(db, repo, pr_head),
+                )
+                if merge.conflicts:
+                    raise MergeConflict(
+                        f"Pull request #{num} cannot be merged: {pr['target']} changed the same files since "
+                        f"the pull request's base ({pr['base_oid'][:7]}); conflicting files: "
+                        + ", ".join(merge.conflicts)
+                    )
+                title = f"{pr['title']} (#{num})"
+                message = f"Merge pull request #{num} into {pr['target']} (merged by {author})"
+                merged = self._insert_commit(
+                    db, repo.id, target_head, title, message, pr["author"], merge.tree
+                )
+            db.execute(
+                "UPDATE refs SET target = ? WHERE repo = ? AND kind = 'branch' AND name = ?",
+                (merged, repo.id, pr["target"]),
+            )
+            db.execute(
+                "UPDATE discussions SET status = 'merged', merge_oid = ? WHERE repo = ? AND num = ?",
+                (merged, repo.id, num),
+            )
+            if comment:
+                self._add_event(db, repo, num, "comment", author, _comment(comment, author))
+            event = self._add_event(db, repo, num, "status-change", author, {"status": "merged"})
+        return event, merged
+
+    def conflicting_files(self, repo: Repo, pr: Discussion) -> list[str]:
+        """Files a merge of ``pr`` would refuse now ([] once merged or when its target has not moved)."""
+        if not pr.is_pr or pr.status == "merged":
+            return []
+        refs = self.refs(repo)
+        target_head, pr_head = refs["branch"].get(pr.target or ""), refs["pr"].get(str(pr.num))
+        if target_head is None or pr_head is None or target_head == pr.base_oid or pr.base_oid is None:
+            return []
+        base, ours, theirs = (self.commit(repo, oid).tree for oid in (pr.base_oid, target_head, pr_head))
+        return merge_trees(base, ours, theirs).conflicts
+
+    @staticmethod
+    def _check_mergeable(pr: sqlite3.Row) -> None:
+        num = pr["num"]
+        if not pr["is_pr"]:
+            raise BadRequest(f"Discussion #{num} is not a pull request")
+        if pr["status"] == "merged":
+            raise BadRequest(f"Pull request #{num} is already merged")
+        if pr["status"] == "closed":
+            raise BadRequest(f"Pull request #{num} is closed: reopen it before merging")
+        if pr["status"] == "draft":
+            raise BadRequest(f"Pull request #{num} is a draft: change its status to open before merging")
+
+    def _discussion_row(self, db: sqlite3.Connection, repo: Repo, num: int) -> sqlite3.Row:
+        row = db.execute("SELECT * FROM discussions WHERE repo = ? AND num = ?", (repo.id, num)).fetchone()
+        if row is None:
+            raise DiscussionNotFound(f"Discussion #{num} not found in {repo.repo_id}")
+        return row
+
+    def _pull_request_row(self, db: sqlite3.Connection, repo: Repo, num: int) -> sqlite3.Row | None:
+        row = db.execute(
+            "SELECT * FROM discussions WHERE repo = ? AND num = ? AND is_pr = 1", (repo.id, num)
+        ).fetchone()
+        return row
+
+    def _open_discussion(
+        self,
+        db: sqlite3.Connection,
+        repo: Repo,
+        author: str,
+        title: str,
+        description: str,
+        status: str,
+        pr_base: str | None,
+        target: str,
+    ) -> int:
+        """Insert discussion N (and ``refs/pr/N`` at ``pr_base`` for a pull request); N is one past the
+        highest number used by a discussion or a PR ref, so both always share one sequence."""
+        used = db.execute(
+            "SELECT MAX(num) FROM (SELECT num FROM discussions WHERE repo = ? "
+            "UNION ALL SELECT CAST(name AS INTEGER) FROM refs WHERE repo = ? AND kind = 'pr')",
+            (repo.id, repo.id),
+        ).fetchone()[0]
+        num = (used or 0) + 1
+        is_pr = pr_base is not None
+        db.execute(
+            "INSERT INTO discussions (repo, num, is_pr, title, status, author, created, target, base_oid) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                repo.id,
+                num,
+                int(is_pr),
+                title,
+                status,
+                author,
+                time.time(),
+                target if is_pr else None,
+                pr_base,
+            ),
+        )
+        if is_pr:
             db.execute(
                 "INSERT INTO refs (repo, kind, name, target) VALUES (?, 'pr', ?, ?)",
-                (repo.id, number, base_oid),
+                (repo.id, str(num), pr_base),
             )
-        return number
+        self._add_event(db, repo, num, "comment", author, _comment(description, author))
+        return num
+
+    def _add_event(
+        self, db: sqlite3.Connection, repo: Repo, num: int, kind: str, author: str, data: dict
+    ) -> DiscussionEvent:
+        event = DiscussionEvent(secrets.token_hex(12), kind, author, time.time(), data)
+        db.execute(
+            "INSERT INTO discussion_events (id, repo, num, type, author, created, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (event.id, repo.id, num, kind, author, event.created, json.dumps(data)),
+        )
+        return event
+
+    def _event_row(
+        self, db: sqlite3.Connection, repo: Repo, num: int, event_id: str, kind: str
+    ) -> DiscussionEvent:
+        row = db.execute(
+            "SELECT * FROM discussion_events WHERE repo = ? AND num = ? AND id = ? AND type = ?",
+            (repo.id, num, event_id, kind),
+        ).fetchone()
+        if row is None:
+            raise DiscussionNotFound(f"Comment {event_id} not found in discussion #{num} of {repo.repo_id}")
+        return _event(row)
+
+    def _update_event(self, db: sqlite3.Connection, event: DiscussionEvent, data: dict) -> DiscussionEvent:
+        db.execute("UPDATE discussion_events SET data = ? WHERE id = ?", (json.dumps(data), event.id))
+        return DiscussionEvent(event.id, event.type, event.author, event.created, data)
+
+    # -- copies and usage -----------------------------------------------------------------------------
+
+    def duplicate_repo(self, source: Repo, namespace: str, name: str, private: bool) -> Repo:
+        """A new repo whose ``main`` is ``source``'s, history included (same commit ids); blobs are shared."""
+        with self._db() as db:
+            try:
+                cur = db.execute(
+                    "INSERT INTO repos (type, namespace, name, private, sdk, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (source.type, namespace, name, int(private), source.sdk, time.time()),
+                )
+            except sqlite3.IntegrityError as err:
+                raise Conflict(f"You already created this {source.type} repo: {namespace}/{name}") from err
+            head = self._ref_target(db, source, "branch", "main")
+            current = head
+            while current:
+                db.execute(
+                    "INSERT INTO commits (oid, repo, parent, title, message, author, date, tree) "
+                    "SELECT oid, ?, parent, title, message, author, date, tree FROM commits "
+                    "WHERE repo = ? AND oid = ?",
+                    (cur.lastrowid, source.id, current),
+                )
+                current = db.execute(
+                    "SELECT parent FROM commits WHERE repo = ? AND oid = ?", (source.id, current)
+                ).fetchone()["parent"]
+            db.execute(
+                "INSERT INTO refs (repo, kind, name, target) VALUES (?, 'branch', 'main', ?)",
+                (cur.lastrowid, head),
+            )
+        return self.get_repo(source.type, namespace, name)
+
+    def repo_usage(self, repo: Repo) -> tuple[int, float]:
+        """Bytes of the distinct files in any commit of ``repo``, and the date of its latest commit."""
+        sizes: dict[str, int] = {}
+        latest = repo.created
+        for row in self._read("SELECT date, tree FROM commits WHERE repo = ?", (repo.id,)):
+            latest = max(latest, row["date"])
+            for entry in json.loads(row["tree"]).values():
+                sizes[entry["sha256"]] = entry["size"]
+        return sum(sizes.values()), latest
 
     def _insert_commit(
         self,
@@ -566,6 +938,38 @@ def _git_oid_of_blob(blobs: BlobStore, sha256: str) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+_DISCUSSION_SELECT = (
+    "SELECT d.*, (SELECT COUNT(*) FROM discussion_events e WHERE e.repo = d.repo AND e.num = d.num "
+    "AND e.type = 'comment') AS comments FROM discussions d"
+)
+
+
+def _discussion(row: sqlite3.Row) -> Discussion:
+    fields = dict(row)
+    del fields["repo"]
+    return Discussion(**fields | {"is_pr": bool(row["is_pr"])})
+
+
+def _event(row: sqlite3.Row) -> DiscussionEvent:
+    return DiscussionEvent(row["id"], row["type"], row["author"], row["created"], json.loads(row["data"]))
+
+
+def _comment(text: str, author: str) -> dict:
+    """A comment event's data: its latest version, who wrote it when, and its earlier versions."""
+    return {
+        "raw": text,
+        "edited": False,
+        "hidden": False,
+        "updated": time.time(),
+        "editor": author,
+        "history": [],
+    }
+
+
+def _version(data: dict) -> dict:
+    return {"raw": data["raw"], "updated": data["updated"], "editor": data["editor"]}
 
 
 def _repo(row: sqlite3.Row) -> Repo:

@@ -1,4 +1,4 @@
-"""Storage rules without HTTP: commits, refs, conflicts, blobs, names and paths."""
+"""Storage rules without HTTP: commits, refs, conflicts, blobs, names, paths, pull requests and merges."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from hubkit.server.storage import (
     Conflict,
     EntryNotFound,
     FileChange,
+    MergeConflict,
     RevisionNotFound,
     StaleParent,
     Storage,
@@ -146,3 +147,84 @@ def test_good_paths_pass(path):
 def test_bad_repo_names_are_refused(name):
     with pytest.raises(BadRequest):
         check_repo_name(name)
+
+
+def _setup(storage: Storage):
+    repo = storage.create_repo("model", "alice", "r", private=False, author="alice")
+    storage.apply_commit(
+        repo, "main", [_add(storage, "a.txt", b"a"), _add(storage, "b.txt", b"b")], "ab", "", "alice"
+    )
+    return repo, storage.resolve(repo, "main")
+
+
+def test_pull_requests_share_numbers_and_merge_fast_forward(storage, tmp_path):
+    repo, base = _setup(storage)
+    discussion = storage.create_discussion(repo, "bob", "A question", "Why?", pull_request=False)
+    number, result = storage.commit_pull_request(
+        repo, "main", base, [_add(storage, "a.txt", b"a by bob")], "Fix a", "details", "bob"
+    )
+    draft = storage.create_discussion(repo, "alice", "Draft", "", pull_request=True)
+    assert (discussion.num, number, draft.num) == (1, 2, 3)
+    assert storage.refs(repo)["pr"] == {"2": result.oid, "3": base}
+    assert [(d.num, d.is_pr, d.status) for d in storage.list_discussions(repo)] == [
+        (3, True, "draft"),
+        (2, True, "open"),
+        (1, False, "open"),
+    ]
+    with pytest.raises(BadRequest, match="draft"):
+        storage.merge_pull_request(repo, 3, "alice")
+
+    event, merged = storage.merge_pull_request(repo, number, "alice", comment="Thanks!")
+    assert merged == result.oid == storage.resolve(repo, "main")  # main had not moved: fast-forward
+    assert (event.type, event.data) == ("status-change", {"status": "merged"})
+    pr = storage.get_discussion(repo, number)
+    assert (pr.status, pr.merge_oid, pr.comments) == ("merged", merged, 2)
+    events = [(e.type, e.author) for e in storage.discussion_events(repo, number)]
+    assert events == [("comment", "bob"), ("commit", "bob"), ("comment", "alice"), ("status-change", "alice")]
+    with pytest.raises(BadRequest, match="merged"):
+        storage.apply_commit(repo, f"refs/pr/{number}", [_add(storage, "c.txt", b"c")], "late", "", "bob")
+
+    reopened = Storage(tmp_path / "data")  # everything is on disk, as after a restart
+    assert reopened.get_discussion(repo, number) == pr
+    assert reopened.discussion_events(repo, number) == storage.discussion_events(repo, number)
+
+
+def test_merge_on_moved_branch_applies_disjoint_changes_and_refuses_conflicts(storage):
+    repo, base = _setup(storage)
+    edit_a, _ = storage.commit_pull_request(
+        repo, "main", base, [_add(storage, "a.txt", b"a1")], "a", "", "bob"
+    )
+    edit_b, _ = storage.commit_pull_request(
+        repo, "main", base, [_add(storage, "b.txt", b"b1")], "b", "", "bob"
+    )
+    moved = storage.apply_commit(
+        repo, "main", [_add(storage, "a.txt", b"a by alice")], "alice a", "", "alice"
+    )
+    events_before = storage.discussion_events(repo, edit_a)
+
+    with pytest.raises(MergeConflict, match=r"a\.txt"):
+        storage.merge_pull_request(repo, edit_a, "alice")
+    assert storage.resolve(repo, "main") == moved.oid
+    assert storage.get_discussion(repo, edit_a).status == "open"
+    assert storage.discussion_events(repo, edit_a) == events_before
+    assert storage.conflicting_files(repo, storage.get_discussion(repo, edit_a)) == ["a.txt"]
+
+    _, merged = storage.merge_pull_request(repo, edit_b, "alice")
+    commit = storage.commit(repo, merged)
+    assert commit.parent == moved.oid and commit.author == "bob" and commit.title == "b (#2)"
+    contents = {
+        p: storage.blobs.path(e["sha256"]).read_bytes()
+        for p, e in commit.tree.items()
+        if p != ".gitattributes"
+    }
+    assert contents == {"a.txt": b"a by alice", "b.txt": b"b1"}
+
+
+def test_duplicate_repo_copies_main_with_its_history(storage):
+    repo, head = _setup(storage)
+    copy = storage.duplicate_repo(repo, "bob", "r-copy", private=True)
+    assert (copy.repo_id, copy.private) == ("bob/r-copy", True)
+    assert storage.resolve(copy, "main") == head
+    assert [c.oid for c in storage.history(copy, head)] == [c.oid for c in storage.history(repo, head)]
+    size, _ = storage.repo_usage(copy)
+    assert size == sum(e["size"] for e in storage.commit(repo, head).tree.values())
