@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from hubkit import __version__
-from hubkit.server import xet_routes
+from hubkit.server import discussion_routes, repo_routes, xet_routes
 from hubkit.server.auth import Caller, Forbidden, Signer, Unauthorized, caller_from_header
 from hubkit.server.bodies import PayloadTooLarge, parse_json, read_body, read_json
 from hubkit.server.context import Limits
@@ -412,7 +412,8 @@ class HubApp:
     async def preupload(
         self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str
     ) -> Response:
-        caller.require_contribute(repo, _flag(query.get("create_pr", [None])[0]))
+        create_pr = _flag(query.get("create_pr", [None])[0])
+        discussion_routes.require_push(self.storage, caller, repo, revision, create_pr)
         body = await read_json(request, self.limits.max_json_bytes)
         files = body.get("files") if isinstance(body, dict) else None
         if not isinstance(files, list):
@@ -420,7 +421,7 @@ class HubApp:
         try:
             head = self.storage.commit(repo, self.storage.resolve(repo, revision))
         except StorageError:
-            if not _flag(query.get("create_pr", [None])[0]):
+            if not create_pr:
                 raise
             head = None
         ignore = _gitignore_patterns(body.get("gitIgnore"))
@@ -444,30 +445,30 @@ class HubApp:
         self, request: Request, caller: Caller, query: dict, repo: Repo, revision: str
     ) -> Response:
         create_pr = _flag(query.get("create_pr", [None])[0])
-        user = caller.require_contribute(repo, create_pr)
+        user = discussion_routes.require_push(self.storage, caller, repo, revision, create_pr)
         body = await read_body(request, self.limits.max_commit_bytes)
         header, changes = await run_in_threadpool(self._parse_commit, body)
+        summary = str(header.get("summary") or "Upload files")
+        description = str(header.get("description") or "")
+        parent = header.get("parentCommit")
         branch = self.storage.branch_of(repo, revision)
         pr_url = None
         if create_pr:
-            base = self.storage.resolve(repo, revision)
-            number = await run_in_threadpool(self.storage.create_pr_ref, repo, base)
-            branch = f"refs/pr/{number}"
+            # The pull request starts at parentCommit when given (the client's contract), else at the
+            # revision's head, and targets the branch the revision names (main for anything else).
+            base = self.storage.resolve(repo, parent or revision)
+            target = branch if branch and not branch.startswith("refs/pr/") else "main"
+            number, result = await run_in_threadpool(
+                self.storage.commit_pull_request, repo, target, base, changes, summary, description, user
+            )
             pr_url = f"{self.repo_url(request, repo)}/discussions/{number}"
         elif branch is None:
             self.storage.resolve(repo, revision)  # RevisionNotFound when it names nothing at all
             raise BadRequest(f"Commits can only be made on branches; {revision!r} is not a branch")
-        summary = header.get("summary") or "Upload files"
-        result = await run_in_threadpool(
-            self.storage.apply_commit,
-            repo,
-            branch,
-            changes,
-            str(summary),
-            str(header.get("description") or ""),
-            user,
-            header.get("parentCommit"),
-        )
+        else:
+            result = await run_in_threadpool(
+                self.storage.apply_commit, repo, branch, changes, summary, description, user, parent
+            )
         out = {
             "success": True,
             "commitOid": result.oid,
@@ -555,7 +556,8 @@ class HubApp:
         if operation != "upload":
             # Downloads go through /resolve; the Hub clients only use the batch API to upload.
             raise BadRequest("Only the LFS upload operation is supported; download files with /resolve")
-        user = caller.require_write(repo)
+        ref = body.get("ref") if isinstance(body.get("ref"), dict) else {}
+        user = discussion_routes.require_push(self.storage, caller, repo, ref.get("name"), create_pr=False)
         base = self.base_url(request)
         objects = []
         for obj in body["objects"]:
@@ -730,6 +732,10 @@ class _Binder:
             return self.at(("GET",), h.version)
         if seg == ["validate-yaml"]:
             return self.at(("POST",), h.validate_yaml)
+        if seg == ["settings", "repositories"]:
+            return self.at(("GET",), repo_routes.user_repos, hub=h)
+        if len(seg) == 4 and seg[0] == "organizations" and seg[2:] == ["settings", "repositories"]:
+            return self.at(("GET",), repo_routes.user_repos, hub=h, namespace=seg[1])
         if seg[:1] == ["repos"] and len(seg) == 2:
             action = {
                 "create": ("POST", h.create_repo),
@@ -770,7 +776,12 @@ class _Binder:
         if op == "commit" and args:
             return self.with_repo(("POST",), h.commit, *repo_args, "/".join(args))
         if op == "xet-write-token" and args:
-            return self.with_repo(("GET",), xet_routes.write_token, *repo_args, hub=h)
+            return self.with_repo(("GET",), xet_routes.write_token, *repo_args, "/".join(args), hub=h)
+        if op == "discussions":
+            found = discussion_routes.route(self.method, args)
+            return self.with_repo((found[0],), found[1], *repo_args, *found[2], hub=h) if found else None
+        if op == "duplicate" and not args:
+            return self.with_repo(("POST",), repo_routes.duplicate, *repo_args, hub=h)
         if op == "settings" and not args:
             return self.with_repo(("PUT",), h.settings, *repo_args)
         if op == "auth-check":

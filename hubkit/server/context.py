@@ -12,7 +12,7 @@ from typing import Protocol
 from starlette.requests import Request
 
 from hubkit.server.auth import Signer
-from hubkit.server.storage import Storage
+from hubkit.server.storage import Repo, Storage
 
 __all__ = ["HubContext", "Limits"]
 
@@ -37,4 +37,8 @@ class HubContext(Protocol):
 
     def base_url(self, request: Request) -> str:
         """The server's URL as the client addressed it, without a trailing slash."""
+        ...
+
+    def repo_url(self, request: Request, repo: Repo) -> str:
+        """The repo's web URL (``{base}/datasets/ns/name`` for a dataset), as the Hub returns it."""
         ...

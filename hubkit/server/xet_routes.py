@@ -21,14 +21,19 @@ from hubkit.server import xet
 from hubkit.server.auth import Caller, Unauthorized
 from hubkit.server.bodies import read_body
 from hubkit.server.context import HubContext
+from hubkit.server.discussion_routes import require_push
 from hubkit.server.storage import BadRequest, Repo, Storage
 
 TOKEN_TTL = 3600
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
-async def write_token(request: Request, caller: Caller, query: dict, repo: Repo, hub: HubContext) -> Response:
-    user = caller.require_write(repo)
+async def write_token(
+    request: Request, caller: Caller, query: dict, repo: Repo, revision: str, hub: HubContext
+) -> Response:
+    """A CAS token for whoever may commit to ``revision`` (with ``?create_pr=1``: open a pull request)."""
+    create_pr = query.get("create_pr", [""])[0].lower() in ("1", "true")
+    user = require_push(hub.storage, caller, repo, revision, create_pr)
     sig = hub.signer.sign("xet", user, repo.type, repo.repo_id, ttl=TOKEN_TTL)
     token = f"{quote(user, safe='')}:{repo.type}:{quote(repo.repo_id, safe='')}:{sig}"
     cas_url = f"{hub.base_url(request)}/cas"
