@@ -37,22 +37,31 @@ def _edit(api, repo_id: str, files: dict[str, bytes], **kwargs):
 
 
 @pytest.mark.slow
-def test_eval_pull_request_is_reviewed_and_merged_by_the_owner(hub):
-    from hubkit.leaderboard.evaluation import evaluate
+def test_eval_pull_request_is_reviewed_and_merged_by_the_owner(hub, tmp_path):
+    from typer.testing import CliRunner
+
+    from hubkit.cli import app
     from hubkit.world.publish import publish_world
 
     publish_world(endpoint=hub.url, token=hub.users["alice"], namespace="alice", only=["tiny-sd-shapes"])
     repo_id = "alice/tiny-sd-shapes"
     alice, bob = hub.api("alice"), hub.api("bob")
     evaluated = alice.model_info(repo_id).sha
-    record = evaluate(
+    args = [
+        "eval",
         repo_id,
-        TINY_SUITE,
-        endpoint=hub.url,
-        token=hub.users["bob"],
-        results_repo="bob/results",
-        progress=False,
+        "--suite",
+        str(TINY_SUITE),
+        "--results-repo",
+        "bob/results",
+        "--endpoint",
+        hub.url,
+    ]
+    out = CliRunner().invoke(
+        app, [*args, "--token", hub.users["bob"], "--json", str(tmp_path / "record.json")]
     )
+    assert out.exit_code == 0, out.output
+    record = json.loads((tmp_path / "record.json").read_text())
     assert alice.model_info(repo_id).sha == evaluated  # bob cannot write the card: a pull request instead
 
     (pr,) = alice.get_repo_discussions(repo_id, discussion_type="pull_request", discussion_status="open")
@@ -202,3 +211,50 @@ def test_hf_repos_ls_and_duplicate(hub):
     rows = {r["id"]: r for r in json.loads(listed.stdout)}
     assert "bob/copied" in rows and not any(i.startswith("alice/") for i in rows)
     assert rows["bob/copied"]["type"] == "model" and rows["bob/copied"]["visibility"] == "public"
+
+
+def test_pages_bad_input_and_missing_things_answer_in_the_hub_error_shape(hub):
+    import httpx
+
+    repo_id, _ = _repo_with_files(hub, "many", {"x.txt": b"x"})
+    headers = {"authorization": f"Bearer {hub.users['bob']}"}
+    with httpx.Client(base_url=f"{hub.url}/api/models/{repo_id}", headers=headers, timeout=30) as http:
+        for i in range(51):
+            assert http.post("/discussions", json={"title": f"Q{i}", "description": ""}).status_code == 200
+        alice = hub.api("alice")
+        listed = list(alice.get_repo_discussions(repo_id))  # two pages of 50
+        assert [d.num for d in listed] == list(range(51, 0, -1))
+        first_page = http.get("/discussions", params={"p": 0}).json()
+        assert (first_page["count"], first_page["start"], len(first_page["discussions"])) == (51, 0, 50)
+
+        def error(response: httpx.Response, status: int) -> str:
+            assert response.status_code == status, response.text
+            assert response.headers["x-error-message"] == response.json()["error"]
+            return response.json()["error"]
+
+        assert "type" in error(http.get("/discussions", params={"type": "issues"}), 400)
+        assert "status" in error(http.get("/discussions", params={"status": "merged"}), 400)
+        assert "#99" in error(http.get("/discussions/99"), 404)
+        assert "title" in error(http.post("/discussions", json={"title": ["x"]}), 400)
+        assert "title" in error(http.post("/discussions", json={"title": "   "}), 400)
+        assert "not a pull request" in error(alice_post(hub, repo_id, "/discussions/1/merge"), 400)
+        empty = hub.api("alice").create_pull_request(repo_id, "Nothing yet").num
+        alice.change_discussion_status(repo_id, empty, "open")
+        assert "no commits" in error(alice_post(hub, repo_id, f"/discussions/{empty}/merge"), 400)
+
+        comment = alice.comment_discussion(repo_id, 1, "Off topic")
+        with pytest.warns(UserWarning, match="irreversible"):  # the client's own warning
+            hidden = alice.hide_discussion_comment(repo_id, 1, comment.id)  # a writer hides anyone's comment
+        assert (hidden.hidden, hidden.content) == (True, "This comment has been hidden")
+        own = http.post("/discussions/1/comment", json={"comment": "mine"}).json()["newMessage"]
+        assert error(http.post(f"/discussions/1/comment/{comment.id}/edit", json={"content": "x"}), 403)
+        assert http.post(f"/discussions/1/comment/{own['id']}/hide").json()["updatedComment"]["data"][
+            "hidden"
+        ]
+
+
+def alice_post(hub, repo_id: str, path: str):
+    import httpx
+
+    headers = {"authorization": f"Bearer {hub.users['alice']}"}
+    return httpx.post(f"{hub.url}/api/models/{repo_id}{path}", headers=headers, timeout=30)

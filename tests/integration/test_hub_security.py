@@ -890,6 +890,11 @@ def test_hostile_json_bodies_never_cause_500(hub: HubServer, alice_repo: str, ht
         ("POST", f"/{alice_repo}.git/info/lfs/objects/batch"),
         ("POST", "/api/validate-yaml"),
         ("POST", f"/api/models/{alice_repo}/commit/main"),
+        ("POST", f"/api/models/{alice_repo}/discussions"),
+        *(("POST", f"/api/models/{alice_repo}/discussions/1/{action}") for action in ("comment", "title")),
+        *(("POST", f"/api/models/{alice_repo}/discussions/1/{action}") for action in ("status", "merge")),
+        ("POST", f"/api/models/{alice_repo}/discussions/1/comment/0123456789abcdef01234567/edit"),
+        ("POST", f"/api/models/{alice_repo}/duplicate"),
     ]
     for method, path in endpoints:
         response = http.request(method, path, content=body, headers={"content-type": "application/json"})
