@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from hubkit import __version__
 from hubkit.cli_common import EndpointOption, RepoType, TokenOption, command_group, exit_on_hub_error, run
@@ -204,11 +205,38 @@ def _add_command_groups() -> None:
     app.add_typer(stack_app, name="stack", help="Stacks: compose artifacts on one base, pinned, in order.")
 
 
-def _train_app() -> typer.Typer:
-    """One ``hubkit train <method>`` command per registered method that trains (hubkit.cli_train)."""
-    from hubkit.cli_train import train_app
+class _LazyTrainGroup(TyperGroup):
+    """``hubkit train``: one subcommand per registered method that trains (:mod:`hubkit.cli_train`), built
+    on first use. Building them imports every method's config (torch, peft, transformers: seconds), which
+    ``hubkit serve``, ``publish`` or ``--help`` never need."""
 
-    return train_app()
+    def _methods(self) -> TyperGroup:
+        if not self.commands:
+            from hubkit.cli_train import train_app
+
+            built = typer.main.get_command(train_app())
+            self.commands.update(built.commands)  # type: ignore[attr-defined]
+        return self
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self._methods().commands)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        return self._methods().commands.get(cmd_name)
+
+
+def _train_app() -> typer.Typer:
+    """The ``hubkit train`` group, its commands made when it is invoked or listed."""
+    train = typer.Typer(
+        name="train", cls=_LazyTrainGroup, no_args_is_help=True, add_completion=False,
+        pretty_exceptions_enable=False,
+    )  # fmt: skip
+
+    @train.callback()
+    def _train() -> None:
+        """Train a method's artifact into a folder to publish."""
+
+    return train
 
 
 _add_command_groups()

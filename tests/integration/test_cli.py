@@ -57,6 +57,20 @@ def test_version_and_help():
         assert command in help_text
 
 
+def test_the_command_and_the_server_start_without_torch():
+    """``hubkit serve`` / ``publish`` / ``--help`` import no ML stack: every Hub start and CLI call would pay
+    seconds for it. ``hubkit train``'s commands (the methods' configs) are built when that group is used."""
+    script = (
+        "import sys; from typer.main import get_command; import hubkit.cli, hubkit.server.app; "
+        "heavy = sorted(m for m in ('torch', 'peft', 'transformers', 'diffusers') if m in sys.modules); "
+        "group = get_command(hubkit.cli.app); ctx = group.context_class(group); "
+        "train = group.get_command(ctx, 'train'); print(heavy, 'peft' in sys.modules, end=' '); "
+        "print(sorted(train.list_commands(train.context_class(train)))[:2], 'peft' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[] False ['lcm-lora', 'lora-finetune'] True", out.stderr
+
+
 def test_serve_creates_default_user_token(tmp_path: Path):
     server = HubServer(tmp_path / "data", users={}).start()
     try:

@@ -98,10 +98,11 @@ import typer
 from hubkit.cli import app, main
 
 def leaves(command, path=()):
-    children = getattr(command, "commands", None)
-    if not children:
+    if not hasattr(command, "list_commands"):  # a leaf; groups list theirs (train builds its own lazily)
         return [list(path)]
-    return [leaf for name, child in sorted(children.items()) for leaf in leaves(child, (*path, name))]
+    ctx = command.context_class(command)
+    names = sorted(command.list_commands(ctx))
+    return [leaf for name in names for leaf in leaves(command.get_command(ctx, name), (*path, name))]
 
 def run(argv, folder):
     out, err = os.path.join(folder, "stdout"), os.path.join(folder, "stderr")
