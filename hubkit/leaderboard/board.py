@@ -243,44 +243,25 @@ class Leaderboard:
         max_file_bytes: int | None = None,
         on_event: Callable[[str], None] = print,
         progress: bool = True,
+        poll_every: float = 5.0,
     ) -> RunSummary:
-        """Queue stale repos, evaluate every PENDING request, then aggregate and publish the table."""
-        from hubkit.leaderboard.evaluation import DEFAULT_MAX_FILE_BYTES, evaluate
+        """Queue stale repos, work through the queue until nothing is PENDING or RUNNING (one worker of
+        :mod:`hubkit.leaderboard.workers`: other workers may share the queue), then publish the table."""
+        from hubkit.leaderboard.workers import Worker
 
-        evaluate_fn = evaluate_fn or evaluate
         self.queue_stale(on_event)
-        finished, failed, skipped = [], {}, []
-        for model, request in sorted(self.requests().items()):
-            if request["status"] != "PENDING":
-                skipped.append(model)
-                continue
-            self.set_status(request, "RUNNING")
-            on_event(f"running  {model}")
-            try:
-                for name, params in self.suites_of(model, request.get("revision")):
-                    evaluate_fn(
-                        model,
-                        name,
-                        params,
-                        revision=request.get("revision"),
-                        endpoint=self.api.endpoint,
-                        token=self.api.token,
-                        results_repo=self.results_repo,
-                        strict_card=True,
-                        max_file_bytes=max_file_bytes or DEFAULT_MAX_FILE_BYTES,
-                        progress=progress,
-                    )
-            except Exception as err:
-                reason = f"{type(err).__name__}: {err}".strip()[:2000]
-                self.set_status(request, "FAILED", reason)
-                failed[model] = reason
-                on_event(f"FAILED   {model}: {reason}")
-                continue
-            self.set_status(request, "FINISHED")
-            finished.append(model)
-            on_event(f"finished {model}")
+        skipped = sorted(m for m, r in self.requests().items() if r["status"] != "PENDING")
+        worker = Worker(
+            self,
+            evaluate_fn,
+            max_file_bytes=max_file_bytes,
+            on_event=on_event,
+            progress=progress,
+            poll_every=poll_every,
+        )
+        summary = worker.work(exit_when_empty=True)
         table = self.publish_table()
-        return RunSummary(finished, failed, skipped, table)
+        return RunSummary(summary.finished, summary.failed, skipped, table)
 
     # -- results -------------------------------------------------------------------------------------
     def records(self) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""``hubkit eval`` and ``hubkit leaderboard run|show``."""
+"""``hubkit eval`` and ``hubkit leaderboard run|work|show|submit``."""
 
 from __future__ import annotations
 
@@ -134,6 +134,9 @@ def eval_command(
         typer.echo("a local folder: nothing published (publish it, then evaluate the repo)")
 
 
+MaxFileMbOption = Annotated[
+    int, typer.Option("--max-file-mb", min=1, help="Fail repos holding a file larger than this.")
+]
 RequestsRepoOption = Annotated[
     str, typer.Option("--requests-repo", help="Dataset repo that holds the evaluation requests.")
 ]
@@ -171,20 +174,86 @@ def print_table(table) -> None:
 
 @leaderboard_app.command()
 def run(
-    max_file_mb: Annotated[
-        int, typer.Option("--max-file-mb", min=1, help="Fail repos holding a file larger than this.")
-    ] = 4096,
+    max_file_mb: MaxFileMbOption = 4096,
     results_repo: ResultsRepoOption = "hubkit/leaderboard-results",
     requests_repo: RequestsRepoOption = "hubkit/leaderboard-requests",
     endpoint: EndpointOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Queue hubkit repos without fresh results, evaluate every pending request, publish the table."""
+    """Queue hubkit repos without fresh results, work through the queue (beside any `work` workers), publish
+    the table."""
     with exit_on_eval_error():
         board = _board(endpoint, token, results_repo, requests_repo)
         summary = board.run(max_file_bytes=max_file_mb << 20, on_event=typer.echo)
     print_table(summary.table)
     typer.echo(f"{len(summary.finished)} finished, {len(summary.failed)} failed")
+
+
+def _check_worker_id(value: str | None) -> str | None:
+    if value is not None and (not value.strip() or len(value) > 200 or any(c in value for c in "\n\r")):
+        raise typer.BadParameter("must be a non-empty single line of at most 200 characters")
+    return value
+
+
+@leaderboard_app.command()
+def work(
+    lease_seconds: Annotated[
+        float,
+        typer.Option("--lease-seconds", min=1, help="How long a claim lasts unless renewed (seconds)."),
+    ] = 300.0,
+    renew_every: Annotated[
+        float | None,
+        typer.Option("--renew-every", min=0.1, help="Renew the lease this often (default: a third of it)."),
+    ] = None,
+    max_requests: Annotated[
+        int | None, typer.Option("--max-requests", min=1, help="Stop after processing this many requests.")
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Process one request, then stop.")] = False,
+    exit_when_empty: Annotated[
+        bool,
+        typer.Option(
+            "--exit-when-empty", help="Stop once no request is PENDING or RUNNING (else keep polling)."
+        ),
+    ] = False,
+    worker_id: Annotated[
+        str | None,
+        typer.Option("--worker-id", callback=_check_worker_id, help="Name in claims (default: host-pid)."),
+    ] = None,
+    poll_every: Annotated[
+        float, typer.Option("--poll-every", min=0.1, help="Seconds between looks at an idle queue.")
+    ] = 5.0,
+    publish_table: Annotated[
+        bool, typer.Option("--publish-table", help="Publish the leaderboard table when stopping.")
+    ] = False,
+    max_file_mb: MaxFileMbOption = 4096,
+    results_repo: ResultsRepoOption = "hubkit/leaderboard-results",
+    requests_repo: RequestsRepoOption = "hubkit/leaderboard-requests",
+    endpoint: EndpointOption = None,
+    token: TokenOption = None,
+) -> None:
+    """One of many workers on the request queue: claim a request (with a lease), evaluate, publish, repeat."""
+    from hubkit.leaderboard.workers import Worker
+
+    if renew_every is not None and renew_every >= lease_seconds:
+        raise typer.BadParameter("must be less than --lease-seconds", param_hint="--renew-every")
+    with exit_on_eval_error():
+        board = _board(endpoint, token, results_repo, requests_repo)
+        worker = Worker(
+            board,
+            worker_id=worker_id,
+            lease_seconds=lease_seconds,
+            renew_every=renew_every,
+            poll_every=poll_every,
+            max_file_bytes=max_file_mb << 20,
+            on_event=typer.echo,
+        )
+        summary = worker.work(max_requests=1 if once else max_requests, exit_when_empty=exit_when_empty)
+        if publish_table:
+            print_table(board.publish_table())
+    typer.echo(
+        f"{worker.worker_id}: {len(summary.finished)} finished, {len(summary.failed)} failed, "
+        f"{len(summary.lost)} lost to other workers"
+    )
 
 
 @leaderboard_app.command()
@@ -231,3 +300,11 @@ def submit(
         board.api.model_info(repo_id, revision=revision)
         board.file_request(repo_id, revision, submitted_by="cli")
     typer.echo(f"queued {repo_id}; `hubkit leaderboard run` evaluates it")
+
+
+if __name__ == "__main__":
+    # `python -m hubkit.leaderboard.cli work ...` is `hubkit leaderboard work ...` without building every
+    # method's `hubkit train` command at start (seconds of CPU): for machines that start many workers.
+    from hubkit.cli_common import run as run_cli
+
+    run_cli(leaderboard_app, prog_name="hubkit leaderboard")

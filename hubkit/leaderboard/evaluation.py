@@ -38,7 +38,10 @@ class EvalError(RuntimeError):
 
 
 class EvalOutcome(dict):
-    """The results record, plus where it was published (``record_url``, ``card_commit``)."""
+    """The results record, plus where it was published (``record_url``, ``card_commit``); ``samples`` holds
+    the per-image rows, for a caller that publishes the record itself (``push=False``)."""
+
+    samples: list[dict[str, Any]]
 
 
 def _card_data(path: Path, strict: bool, source: str) -> dict[str, Any]:
@@ -280,6 +283,7 @@ def evaluate(
         architecture=architecture,
     )
     record = EvalOutcome(records.build_record(model, suite, result, _judge_digest(judge), 0.0))
+    record.samples = result.samples
     if push and artifact.repo_id and api is not None:
         with _quiet_libraries():
             record["card_commit"] = write_card_results(api, artifact, record, results_repo)
@@ -319,7 +323,7 @@ def write_card_results(
         CommitOperationAdd("README.md", str(card).encode()),
         CommitOperationAdd(f".eval_results/{key}.yaml", records.eval_results_yaml(record, url)),
     ]
-    message = f"hubkit eval: {key} v{record['suite']['version']} results"
+    message = card_commit_message(record)
     try:
         info = api.create_commit(
             artifact.repo_id, operations, commit_message=message, parent_commit=artifact.revision
@@ -340,6 +344,11 @@ def write_card_results(
     return info.oid
 
 
+def card_commit_message(record: dict[str, Any]) -> str:
+    """The title of the commit that writes ``record`` into its model's card (how a repeat recognises it)."""
+    return f"hubkit eval: {record['suite']['key']} v{record['suite']['version']} results"
+
+
 def _results_card(results_repo: str) -> bytes:
     from hubkit.cards import render_card
 
@@ -358,13 +367,21 @@ def _results_card(results_repo: str) -> bytes:
     return str(card).encode()
 
 
-def push_record(api: HfApi, record: dict[str, Any], samples: list[dict[str, Any]], results_repo: str) -> str:
-    """Commit the record and its per-image parquet to the results dataset (created on first use)."""
+def push_record(
+    api: HfApi,
+    record: dict[str, Any],
+    samples: list[dict[str, Any]] | bytes,
+    results_repo: str,
+    parent_commit: str | None = None,
+) -> str:
+    """Commit the record and its per-image rows (or their parquet bytes) to the results dataset (created on
+    first use); with ``parent_commit``, only on top of that commit (else the Hub answers 412)."""
     api.create_repo(results_repo, repo_type="dataset", exist_ok=True)
     path = records.record_path(record["model"]["id"], record["suite"]["key"], record["model"]["revision"])
+    parquet = samples if isinstance(samples, bytes) else records.samples_parquet(samples)
     operations = [
         CommitOperationAdd(path, records.record_bytes(record)),
-        CommitOperationAdd(path.removesuffix(".json") + ".samples.parquet", records.samples_parquet(samples)),
+        CommitOperationAdd(path.removesuffix(".json") + ".samples.parquet", parquet),
     ]
     if not api.file_exists(results_repo, "README.md", repo_type="dataset"):
         operations.append(CommitOperationAdd("README.md", _results_card(results_repo)))
@@ -373,5 +390,6 @@ def push_record(api: HfApi, record: dict[str, Any], samples: list[dict[str, Any]
         operations,
         repo_type="dataset",
         commit_message=f"Results of {record['model']['id']} on {record['suite']['key']}",
+        parent_commit=parent_commit,
     )
     return info.oid

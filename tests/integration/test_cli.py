@@ -195,7 +195,7 @@ def test_demo_runs_against_its_own_embedded_hub(tmp_path: Path):
         # A second run reuses the Hub and the fresh results: nothing published, nothing evaluated again.
         again = subprocess.run([sys.executable, "-m", "hubkit.demo"], **run)
         assert again.returncode == 0, again.stdout + again.stderr
-        assert "queued   hubkit/" not in again.stdout and "running  hubkit/" not in again.stdout
+        assert "queued   hubkit/" not in again.stdout and "claimed  hubkit/" not in again.stdout
         assert "hubkit/rece-red is on the Hub: reused" in again.stdout
         assert "shapes-quality (v1)" in again.stdout
         assert {r: len(api.list_repo_commits(r)) for r in repos} == commits

@@ -70,6 +70,11 @@ TABLE = [
     Row(("eval", "{tmp}/empty", "--suite", "shapes-quality", "--param", "red"), "expected NAME=VALUE", 2),
     Row(("eval", "{tmp}/empty"), "Missing option '--suite'", 2),
     Row(("leaderboard", "run", "--max-file-mb", "0"), "Invalid value for '--max-file-mb'", 2),
+    Row(("leaderboard", "work", "--lease-seconds", "0"), "Invalid value for '--lease-seconds'", 2),
+    Row(
+        ("leaderboard", "work", "--lease-seconds", "5", "--renew-every", "5"), "less than --lease-seconds", 2
+    ),
+    Row(("leaderboard", "work", "--requests-repo", "not//a-repo"), "not//a-repo"),
     Row(("leaderboard", "show", "--results-repo", "not//a-repo"), "not//a-repo"),
     Row(("leaderboard", "show", "--architecture", "sd3"), "Invalid value for '--architecture'", 2),
     Row(("leaderboard", "submit", "not//a-repo"), "not//a-repo"),

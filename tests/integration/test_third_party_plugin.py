@@ -130,7 +130,7 @@ def test_a_third_party_method_plugin_works_through_every_command(hub, plugin_sit
 
     # The leaderboard finds it among alice's repos (fresh: no re-evaluation) and publishes its row and plot.
     ran = hubkit("leaderboard", "run", *results, "--requests-repo", "alice/leaderboard-requests")
-    assert "running  alice/noise-offset" not in ran.stdout
+    assert "claimed  alice/noise-offset" not in ran.stdout
     shown = hubkit("leaderboard", "show", "--plots", str(tmp_path / "plots"), "--markdown", *results)
     assert "noise-offset-dark" in shown.stdout and "alice/noise-offset" in shown.stdout
     assert (tmp_path / "plots" / "noise-offset-dark-dark_alignment_vs_fd.png").stat().st_size > 1000
