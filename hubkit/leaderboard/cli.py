@@ -300,11 +300,3 @@ def submit(
         board.api.model_info(repo_id, revision=revision)
         board.file_request(repo_id, revision, submitted_by="cli")
     typer.echo(f"queued {repo_id}; `hubkit leaderboard run` evaluates it")
-
-
-if __name__ == "__main__":
-    # `python -m hubkit.leaderboard.cli work ...` is `hubkit leaderboard work ...` without building every
-    # method's `hubkit train` command at start (seconds of CPU): for machines that start many workers.
-    from hubkit.cli_common import run as run_cli
-
-    run_cli(leaderboard_app, prog_name="hubkit leaderboard")

@@ -190,9 +190,7 @@ def _start_worker(hub, name: str, log: Path) -> subprocess.Popen:
         "OMP_NUM_THREADS": "1",
         "PYTHONUNBUFFERED": "1",
     }
-    # `hubkit leaderboard work`, through the leaderboard's own command group: `python -m hubkit` builds every
-    # method's train command at start (about 4 s of CPU a process; test_cli_errors runs that entry point).
-    command = [sys.executable, "-m", "hubkit.leaderboard.cli", *args[1:]]
+    command = [sys.executable, "-m", "hubkit", *args]  # `hubkit leaderboard work ...` as a user runs it
     with open(log, "wb") as out:
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
