@@ -5,6 +5,11 @@ Each config field becomes an option (``lr`` → ``--lr``, a list → a repeatabl
 the option (``concepts`` → ``--concept``) and ``metadata["choices"]`` lists the values allowed. Every
 command also takes ``--base``, ``--out``, ``--repo-id``, ``--force``, ``--resume``, ``--checkpoint-every``
 and the Hub options, and ends with a one-line error instead of a traceback on bad input.
+
+Under ``accelerate launch --num_processes N -m hubkit.cli train <method> ...`` a method that trains on the
+shared loop (:attr:`hubkit.methods.Method.data_parallel`) trains on every process and the main process writes
+the artifact; a method without gradient training runs on the main process alone while the others wait.
+Only the main process prints.
 """
 
 from __future__ import annotations
@@ -129,11 +134,17 @@ def train_command(method_cls: type[Method]) -> Any:
         raise TypeError(f"method {method_cls.name} has no config_class")
 
     def command(**options: Any) -> None:
+        from hubkit.training import process_state
+
         common = {name: options.pop(name) for name in _COMMON}
         method = method_cls()
+        state = process_state()
         with exit_on(ValueError, HubError, MethodError, FileExistsError, FileNotFoundError):
             _check_choices(config_class, options)
             config = config_class(**options)
+            if not (method_cls.data_parallel or state.is_main_process):
+                state.wait_for_everyone()  # the main process computes the artifact alone
+                return
             facts = method.train(
                 common["base"],
                 config,
@@ -145,6 +156,10 @@ def train_command(method_cls: type[Method]) -> Any:
                 endpoint=common["endpoint"],
                 token=common["token"],
             )
+            if not method_cls.data_parallel:
+                state.wait_for_everyone()
+        if not state.is_main_process:
+            return
         out = common["out"]
         typer.echo(f"{method.summary(config, facts)} → {out}\nnext: hubkit publish {out} <namespace>/<name>")
 
@@ -175,9 +190,12 @@ def _derived(config: Any, name: str, default: Any, value: Any) -> bool:
         return False
 
 
-def command_line(method: str, config: Any, base: str, out: str | Path) -> str:
-    """The ``hubkit train`` command that trains ``config``: only the fields that differ from the defaults."""
+def command_line(method: str, config: Any, base: str, out: str | Path, processes: int = 1) -> str:
+    """The ``hubkit train`` command that trains ``config``: only the fields that differ from the defaults;
+    run by ``accelerate launch`` when it trained on several ``processes``."""
     words = ["hubkit", "train", method, "--base", base]
+    if processes > 1:
+        words = ["accelerate", "launch", "--num_processes", str(processes), "-m", "hubkit.cli", *words[1:]]
     for field in dataclasses.fields(config):
         if not field.init or field.metadata.get("cli") is False:
             continue
