@@ -134,31 +134,30 @@ def train_command(method_cls: type[Method]) -> Any:
         raise TypeError(f"method {method_cls.name} has no config_class")
 
     def command(**options: Any) -> None:
-        from hubkit.training import process_state
+        from hubkit.processes import main_process_only, process_state
 
         common = {name: options.pop(name) for name in _COMMON}
         method = method_cls()
-        state = process_state()
         with exit_on(ValueError, HubError, MethodError, FileExistsError, FileNotFoundError):
             _check_choices(config_class, options)
             config = config_class(**options)
-            if not (method_cls.data_parallel or state.is_main_process):
-                state.wait_for_everyone()  # the main process computes the artifact alone
-                return
-            facts = method.train(
-                common["base"],
-                config,
-                common["out"],
-                repo_id=common["repo_id"],
-                force=common["force"],
-                resume=common["resume"],
-                checkpoint_every=common["checkpoint_every"],
-                endpoint=common["endpoint"],
-                token=common["token"],
-            )
-            if not method_cls.data_parallel:
-                state.wait_for_everyone()
-        if not state.is_main_process:
+
+            def train() -> dict[str, Any]:
+                return method.train(
+                    common["base"],
+                    config,
+                    common["out"],
+                    repo_id=common["repo_id"],
+                    force=common["force"],
+                    resume=common["resume"],
+                    checkpoint_every=common["checkpoint_every"],
+                    endpoint=common["endpoint"],
+                    token=common["token"],
+                )
+
+            # A method without gradient training computes its artifact on the main process alone.
+            facts = train() if method_cls.data_parallel else main_process_only(train)
+        if not process_state().is_main_process:
             return
         out = common["out"]
         typer.echo(f"{method.summary(config, facts)} → {out}\nnext: hubkit publish {out} <namespace>/<name>")
@@ -195,7 +194,9 @@ def command_line(method: str, config: Any, base: str, out: str | Path, processes
     run by ``accelerate launch`` when it trained on several ``processes``."""
     words = ["hubkit", "train", method, "--base", base]
     if processes > 1:
-        words = ["accelerate", "launch", "--num_processes", str(processes), "-m", "hubkit.cli", *words[1:]]
+        # --multi_gpu: torchrun, which starts the processes on GPUs and on CPUs alike (hubkit.processes)
+        launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(processes)]
+        words = [*launch, "-m", "hubkit.cli", *words[1:]]
     for field in dataclasses.fields(config):
         if not field.init or field.metadata.get("cli") is False:
             continue

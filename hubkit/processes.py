@@ -8,12 +8,16 @@ them over gloo, where ``PartialState()`` would leave every process training alon
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["process_state"]
+__all__ = ["main_process_first", "main_process_only", "process_state", "together"]
+
+T = TypeVar("T")
 
 
 def _has_accelerator() -> bool:
@@ -28,3 +32,34 @@ def process_state() -> Any:
 
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     return PartialState(cpu=launched and not _has_accelerator())
+
+
+_alone = False  # inside main_process_only: the other processes are not there to wait with
+
+
+def main_process_only(work: Callable[[], T]) -> T | None:
+    """``work()`` on the main process alone while the others wait for it to end (they get None): for work
+    that does not split over processes (a closed-form edit, a calibration). Inside it hubkit's own waits
+    for the other processes (:func:`together`) are off."""
+    global _alone
+    state = process_state()
+    result = None
+    if state.is_main_process:
+        _alone = True
+        try:
+            result = work()
+        finally:
+            _alone = False
+    state.wait_for_everyone()
+    return result
+
+
+def together() -> bool:
+    """Whether every process runs this code (False inside :func:`main_process_only`)."""
+    return not _alone
+
+
+def main_process_first() -> contextlib.AbstractContextManager:
+    """accelerate's ``main_process_first`` (the main process runs the body first, e.g. to download, then the
+    others), or nothing inside :func:`main_process_only`."""
+    return process_state().main_process_first() if together() else contextlib.nullcontext()

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from hubkit.config import JSONConfig  # re-exported: method configs import it from hubkit.config
-from hubkit.processes import process_state  # re-exported
+from hubkit.processes import main_process_first, process_state, together  # process_state re-exported
 
 __all__ = [
     "CHECKPOINTS_KEPT",
@@ -64,7 +64,7 @@ def prepare_training(
         raise error(f"{out} exists and is not empty (pass --force to replace it)")
     if pipe is None:
         # Under ``accelerate launch`` the main process downloads first; the others then read its cache.
-        with process_state().main_process_first():
+        with main_process_first():
             try:
                 pipe = pull_pipeline(base, endpoint=endpoint, token=token)
             except HubError as err:
@@ -117,7 +117,7 @@ class TrainingJob:
         """The facts every trained artifact states (its card shows them): trained parameters and their share
         of the base model's UNet, training seconds, device (and the number of ``processes`` when
         ``accelerate launch`` started more than one); ``more`` are the method's own."""
-        processes = process_state().num_processes
+        processes = process_state().num_processes if together() else 1  # else the main process's alone
         return {
             "parameters": parameters,
             "unet_parameters": base_parameters,
@@ -211,7 +211,8 @@ def write_trained_folder(
     if command is not None:
         from hubkit.cli_train import command_line
 
-        facts["command"] = command_line(*command, out=out.name, processes=state.num_processes)
+        processes = state.num_processes if together() else 1
+        facts["command"] = command_line(*command, out=out.name, processes=processes)
 
     def fill(folder: Path) -> None:
         save(folder)
@@ -221,7 +222,8 @@ def write_trained_folder(
     if state.is_main_process:
         atomic_folder(out, fill, force=True)
         remove_checkpoints(out)
-    state.wait_for_everyone()
+    if together():
+        state.wait_for_everyone()
     if not state.is_main_process:
         facts["file_bytes"] = (out / weight_name).stat().st_size
 

@@ -30,7 +30,7 @@ from hubkit.leaderboard import records
 from hubkit.leaderboard.runner import run_suite
 from hubkit.leaderboard.suite import Suite, load_suite
 from hubkit.methods import Artifact, DiffusersPipeline, MethodError, method_for, read_hubkit_json
-from hubkit.processes import process_state
+from hubkit.processes import main_process_first, process_state
 
 DEFAULT_MAX_FILE_BYTES = 4 << 30
 
@@ -256,7 +256,7 @@ def evaluate(
 
     fetch_kwargs = {"strict_card": strict_card, "max_file_bytes": max_file_bytes}
     api = None if is_local(source) else hub_api()
-    with _quiet_libraries(), state.main_process_first():  # the others then read the main one's downloads
+    with _quiet_libraries(), main_process_first():  # the others then read the main one's downloads
         artifact = fetch_artifact(source, api=api, revision=revision, **fetch_kwargs)
         artifact.hub_api = hub_api
         try:

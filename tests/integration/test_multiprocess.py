@@ -49,8 +49,9 @@ def base_repo(hub, tiny_arch_folder) -> str:
 
 @pytest.fixture(scope="module")
 def launched(hub, base_repo, tmp_path_factory):
-    """Two processes: ``hubkit train spm`` (3 steps, 1 x_t per process per step), then ``hubkit eval`` of the
-    base on the tiny suite, publishing to alice/results; the base's commits before the eval."""
+    """Two processes: ``hubkit train spm`` (3 steps, 1 x_t per process per step), ``hubkit eval`` of the base
+    on the tiny suite, publishing to alice/results, and ``hubkit train rece`` (no gradient training: the main
+    process alone); the base's commits before the eval."""
     root = tmp_path_factory.mktemp("two-processes")
     hub_options = ["--endpoint", hub.url, "--token", hub.users["alice"]]
     commits = len(hub.api("alice").list_repo_commits(base_repo))
@@ -73,7 +74,18 @@ def launched(hub, base_repo, tmp_path_factory):
         "alice/results",
     ]
     evaluate += [*hub_options, "--json", str(root / "record.json")]
-    done = launch(train, evaluate)
+    rece = [
+        "train",
+        "rece",
+        "--base",
+        base_repo,
+        "--concept",
+        "red",
+        *hub_options,
+        "--out",
+        str(root / "rece"),
+    ]
+    done = launch(train, evaluate, rece)
     assert done.returncode == 0, done.stderr[-4000:]
     return root, done.stdout, commits
 
@@ -94,13 +106,13 @@ def test_two_processes_train_what_one_accumulating_their_micro_batches_trains(
     from hubkit.methods import get_method
 
     root, stdout, _ = launched
-    assert stdout.count("next: hubkit publish") == 1  # the main process reports
+    assert stdout.count("next: hubkit publish") == 2  # the main process reports: SPM, RECE
     assert sorted(p.name for p in (root / "out").iterdir()) == ["spm"]  # no staging left, no checkpoints
     two = load_file(str(root / "out" / "spm" / WEIGHTS))
     facts = json.loads((root / "out" / "spm" / "hubkit.json").read_text())["facts"]
     assert facts["processes"] == 2
     card = (root / "out" / "spm" / "README.md").read_text()
-    assert "`accelerate launch --num_processes 2 -m hubkit.cli train spm --base" in card
+    assert "`accelerate launch --multi_gpu --num_processes 2 -m hubkit.cli train spm --base" in card
 
     # One process accumulating 2 micro-batches of 1 per step: the two processes' micro-batches.
     config = SPMConfig(**SPM, gradient_accumulation_steps=2)
@@ -136,3 +148,10 @@ def test_two_processes_evaluate_to_the_metrics_of_one_and_publish_one_record(
     ]
     path = f"results/{base_repo}/tiny/{revision}"
     assert sorted(published) == [f"{path}.json", f"{path}.samples.parquet"]
+
+
+def test_a_method_without_gradient_training_runs_on_the_main_process_alone(launched):
+    root, _, _ = launched
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith("rece")) == ["rece"]
+    facts = json.loads((root / "rece" / "hubkit.json").read_text())["facts"]
+    assert "processes" not in facts and facts["command"].startswith("hubkit train rece")

@@ -1,6 +1,6 @@
 """Multi-process training and evaluation on this CPU (``accelerate launch``, gloo), beside one process.
 
-An embedded Hub (``.bench/multiprocess/hub``) holds the world. Every process runs one torch thread.
+An embedded Hub (``.bench/data_parallel/hub``) holds the world. Every process runs one torch thread.
 
 Training: the demo recipe ``spm-red`` (``--concept red --preserve purple``) for ``--steps`` steps (the demo
 trains 600; default here 100) with the same 4 x_t per optimisation step:
@@ -20,8 +20,8 @@ under ``accelerate launch --multi_gpu --num_processes 2``: the metric values com
 (``accelerate launch --multi_gpu`` runs torchrun: on this CPU-only machine the processes join over gloo;
 ``--cpu --num_processes 2`` would start one process, accelerate's multi-CPU launch being ``mpirun``.)
 
-Writes ``.bench/multiprocess/results.json`` and prints tables.
-``python bench/multiprocess.py [--steps N] [--skip-train] [--skip-eval] [--quality-suite NAME]``
+Writes ``.bench/data_parallel/results.json`` and prints tables.
+``python bench/data_parallel.py [--steps N] [--skip-train] [--skip-eval] [--quality-suite NAME]``
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from rich.table import Table
 from sara_acquisition import TOKEN, start_hub  # the same embedded Hub with the world published
 from spm_erasure import preserved_alignment
 
-ROOT = Path(os.environ.get("HUBKIT_BENCH_DIR", ".bench/multiprocess"))
+ROOT = Path(os.environ.get("HUBKIT_BENCH_DIR", ".bench/data_parallel"))
 BASE = "hubkit/tiny-sd-shapes"
 ERASURE_METRICS = ("target_presence", "paraphrase_presence", "unrelated_alignment")
 console = Console(width=160)
