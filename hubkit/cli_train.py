@@ -5,6 +5,11 @@ Each config field becomes an option (``lr`` → ``--lr``, a list → a repeatabl
 the option (``concepts`` → ``--concept``) and ``metadata["choices"]`` lists the values allowed. Every
 command also takes ``--base``, ``--out``, ``--repo-id``, ``--force``, ``--resume``, ``--checkpoint-every``
 and the Hub options, and ends with a one-line error instead of a traceback on bad input.
+
+Under ``accelerate launch --num_processes N -m hubkit.cli train <method> ...`` a method that trains on the
+shared loop (:attr:`hubkit.methods.Method.data_parallel`) trains on every process and the main process writes
+the artifact; a method without gradient training runs on the main process alone while the others wait.
+Only the main process prints.
 """
 
 from __future__ import annotations
@@ -129,22 +134,31 @@ def train_command(method_cls: type[Method]) -> Any:
         raise TypeError(f"method {method_cls.name} has no config_class")
 
     def command(**options: Any) -> None:
+        from hubkit.processes import main_process_only, process_state
+
         common = {name: options.pop(name) for name in _COMMON}
         method = method_cls()
         with exit_on(ValueError, HubError, MethodError, FileExistsError, FileNotFoundError):
             _check_choices(config_class, options)
             config = config_class(**options)
-            facts = method.train(
-                common["base"],
-                config,
-                common["out"],
-                repo_id=common["repo_id"],
-                force=common["force"],
-                resume=common["resume"],
-                checkpoint_every=common["checkpoint_every"],
-                endpoint=common["endpoint"],
-                token=common["token"],
-            )
+
+            def train() -> dict[str, Any]:
+                return method.train(
+                    common["base"],
+                    config,
+                    common["out"],
+                    repo_id=common["repo_id"],
+                    force=common["force"],
+                    resume=common["resume"],
+                    checkpoint_every=common["checkpoint_every"],
+                    endpoint=common["endpoint"],
+                    token=common["token"],
+                )
+
+            # A method without gradient training computes its artifact on the main process alone.
+            facts = train() if method_cls.data_parallel else main_process_only(train)
+        if not process_state().is_main_process:
+            return
         out = common["out"]
         typer.echo(f"{method.summary(config, facts)} → {out}\nnext: hubkit publish {out} <namespace>/<name>")
 
@@ -175,9 +189,14 @@ def _derived(config: Any, name: str, default: Any, value: Any) -> bool:
         return False
 
 
-def command_line(method: str, config: Any, base: str, out: str | Path) -> str:
-    """The ``hubkit train`` command that trains ``config``: only the fields that differ from the defaults."""
+def command_line(method: str, config: Any, base: str, out: str | Path, processes: int = 1) -> str:
+    """The ``hubkit train`` command that trains ``config``: only the fields that differ from the defaults;
+    run by ``accelerate launch`` when it trained on several ``processes``."""
     words = ["hubkit", "train", method, "--base", base]
+    if processes > 1:
+        # --multi_gpu: torchrun, which starts the processes on GPUs and on CPUs alike (hubkit.processes)
+        launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(processes)]
+        words = [*launch, "-m", "hubkit.cli", *words[1:]]
     for field in dataclasses.fields(config):
         if not field.init or field.metadata.get("cli") is False:
             continue

@@ -193,6 +193,10 @@ class Method:
     replaces_unet: ClassVar[bool] = False  # a stack holds at most one component that swaps the UNet
     # The Stable Diffusion families (hubkit.architectures.architecture_of) the method trains on.
     architectures: ClassVar[tuple[str, ...]] = BASE_ARCHITECTURES
+    # Whether ``train`` runs on the shared loop (hubkit.training.run_training), so that under ``accelerate
+    # launch`` every process trains on its own micro-batches. A method without gradient training (closed
+    # form, calibration) sets False: ``hubkit train`` then runs it on the main process while the others wait.
+    data_parallel: ClassVar[bool] = True
 
     @property
     def needs_base(self) -> bool:

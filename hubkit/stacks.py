@@ -283,6 +283,7 @@ class StackMethod(Method):
     kind = "adapter"
     priority = -150  # recognised by its hubkit.json; late in the registry, so the demo makes its parts first
     config_class = StackConfig
+    data_parallel = False  # pins commits: nothing to train
 
     def __init__(self) -> None:
         self._pulled: dict[str, list[tuple[StackComponent, Artifact]]] = {}

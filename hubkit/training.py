@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from hubkit.config import JSONConfig  # re-exported: method configs import it from hubkit.config
+from hubkit.processes import main_process_first, process_state, together  # process_state re-exported
 
 __all__ = [
     "CHECKPOINTS_KEPT",
@@ -33,6 +34,7 @@ __all__ = [
     "choose_mixed_precision",
     "native_cpu_bf16",
     "prepare_training",
+    "process_state",
     "remove_checkpoints",
     "run_training",
     "settings_from_config",
@@ -61,10 +63,12 @@ def prepare_training(
     if out.exists() and any(out.iterdir()) and not (force or resume):
         raise error(f"{out} exists and is not empty (pass --force to replace it)")
     if pipe is None:
-        try:
-            pipe = pull_pipeline(base, endpoint=endpoint, token=token)
-        except HubError as err:
-            raise error(str(err)) from err
+        # Under ``accelerate launch`` the main process downloads first; the others then read its cache.
+        with main_process_first():
+            try:
+                pipe = pull_pipeline(base, endpoint=endpoint, token=token)
+            except HubError as err:
+                raise error(str(err)) from err
     return out, pipe
 
 
@@ -111,13 +115,16 @@ class TrainingJob:
         parameters: int, base_parameters: int, seconds: float, device: Any, **more: Any
     ) -> dict[str, Any]:
         """The facts every trained artifact states (its card shows them): trained parameters and their share
-        of the base model's UNet, training seconds, device; ``more`` are the method's own."""
+        of the base model's UNet, training seconds, device (and the number of ``processes`` when
+        ``accelerate launch`` started more than one); ``more`` are the method's own."""
+        processes = process_state().num_processes if together() else 1  # else the main process's alone
         return {
             "parameters": parameters,
             "unet_parameters": base_parameters,
             "share": parameters / base_parameters,
             "train_seconds": round(seconds, 1),
             "device": str(device),
+            **({"processes": processes} if processes > 1 else {}),
             **more,
         }
 
@@ -194,21 +201,31 @@ def write_trained_folder(
     the weights' ``file_bytes`` (and, given ``command = (method, config, base)``, the ``hubkit train``
     command that reproduces the artifact), then ``card(facts)`` (a ``ModelCard``) becomes its README.md.
     Once ``out`` is in place the run's checkpoints (``<out>.checkpoints``) are removed: nothing is left to
-    resume; until then a failed write leaves them for ``--resume``."""
+    resume; until then a failed write leaves them for ``--resume``.
+
+    Under ``accelerate launch`` only the main process writes (every process holds the same weights); the
+    others wait until the folder is in place and read its size into their ``facts``."""
     from hubkit.files import atomic_folder
 
+    state = process_state()
     if command is not None:
         from hubkit.cli_train import command_line
 
-        facts["command"] = command_line(*command, out=out.name)
+        processes = state.num_processes if together() else 1
+        facts["command"] = command_line(*command, out=out.name, processes=processes)
 
     def fill(folder: Path) -> None:
         save(folder)
         facts["file_bytes"] = (folder / weight_name).stat().st_size
         card(facts).save(str(folder / "README.md"))
 
-    atomic_folder(out, fill, force=True)
-    remove_checkpoints(out)
+    if state.is_main_process:
+        atomic_folder(out, fill, force=True)
+        remove_checkpoints(out)
+    if together():
+        state.wait_for_everyone()
+    if not state.is_main_process:
+        facts["file_bytes"] = (out / weight_name).stat().st_size
 
 
 # -- the shared training loop ----------------------------------------------------------------------------
@@ -224,11 +241,17 @@ class StepContext:
     ``generator`` is seeded from (seed, ``index``) alone, so a step that draws all its randomness from it
     (noise, timesteps, data order) draws the same numbers whether the run was resumed or not: no generator
     state needs saving. The loop also re-seeds torch's global generator the same way before each micro-batch,
-    for code the step does not control (e.g. a VAE sampling its latents)."""
+    for code the step does not control (e.g. a VAE sampling its latents).
+
+    Under ``accelerate launch`` with N processes each process draws its own micro-batches: process ``r``
+    gets ``index`` = (step · accumulation + micro) · N + r. A step's N · accumulation micro-batches are thus
+    exactly those of one process accumulating N times as many, and a step that reads ``index`` or
+    ``generator`` needs no change to train data-parallel (``batch_size`` is per process, as in diffusers'
+    training scripts)."""
 
     step: int  # optimizer step, from 0
     micro: int  # micro-batch within the step, 0 .. gradient_accumulation_steps - 1
-    index: int  # micro-batches done before this one in the whole run: step · accumulation + micro
+    index: int  # micro-batches before this one in the whole run, over all processes (see above)
     generator: torch.Generator  # on the CPU
     device: torch.device
 
@@ -320,12 +343,16 @@ def choose_mixed_precision(device: torch.device, requested: str | None = None) -
 
 def _accelerator(gradient_accumulation_steps: int, mixed_precision: str | None) -> Any:
     from accelerate import Accelerator
-    from accelerate.state import PartialState
+    from accelerate.utils import DistributedDataParallelKwargs
 
-    device = PartialState().device
+    device = process_state().device
+    # A step may leave a trained tensor out of a micro-batch (a branch it skips): DDP then marks it ready
+    # instead of waiting for its gradient, whose bucket would otherwise never be averaged.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(
         gradient_accumulation_steps=gradient_accumulation_steps,
         mixed_precision=choose_mixed_precision(device, mixed_precision),
+        kwargs_handlers=[ddp],
     )
 
 
@@ -361,13 +388,14 @@ class TrainingSettings:
     weight_decay: float = 0.0
     mixed_precision: str | None = None
     config: dict[str, Any] | None = None
+    processes: int = 1  # accelerate's num_processes: each draws its own micro-batches (StepContext.index)
 
 
 def settings_from_config(config: Any, **overrides: Any) -> dict[str, Any]:
     """:func:`run_training`'s settings that a method's config dataclass names (``steps``, ``lr``, ``seed``,
     ``warmup_steps``, ``gradient_accumulation_steps``, ``max_grad_norm``...), plus ``overrides``, with the
     whole config recorded: ``run_training(step, **settings_from_config(config, schedule="cosine"))``."""
-    own = {f.name for f in fields(TrainingSettings)} - {"config"}
+    own = {f.name for f in fields(TrainingSettings)} - {"config", "processes"}
     values = {k: v for k, v in asdict(config).items() if k in own}
     return {**values, **overrides, "config": asdict(config)}
 
@@ -407,16 +435,23 @@ def run_training(
     micro-batch index), so nothing depends on what ran before in the process. (On CUDA, non-deterministic
     kernels can make two runs differ within float tolerance, resumed or not.)
 
-    The loop writes no artifact: the method writes it with :func:`write_trained_folder`, which then removes
-    the checkpoints. Gradients of parameters outside any prepared module are averaged over processes here,
-    once per optimizer step: no method syncs by hand."""
+    Under ``accelerate launch --num_processes N`` every process runs the step on its own micro-batches
+    (:class:`StepContext`), the trained tensors are one module accelerate prepares, so DDP averages their
+    gradients once per optimizer step (not on the accumulation micro-batches before it) and every process's
+    optimizer takes the same update: N processes train what one process accumulating N times as many
+    micro-batches trains, within float tolerance. The logged values are averaged over processes, the progress
+    bar and the checkpoints are the main process's, and a checkpoint resumes only with its number of
+    processes.
+
+    The loop writes no artifact: the method writes it with :func:`write_trained_folder` (the main process
+    alone), which then removes the checkpoints."""
     if (checkpoint_every or resume) and out is None:
         raise ValueError("checkpoints and --resume need the output folder (out)")
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     settings = TrainingSettings(
         steps, lr, seed, warmup_steps, schedule, max_grad_norm, gradient_accumulation_steps, weight_decay,
-        mixed_precision, config,
+        mixed_precision, config, process_state().num_processes,
     )  # fmt: skip
     try:
         loop = _Loop(step_impl, settings)
@@ -424,6 +459,26 @@ def run_training(
     except BaseException:
         step_impl.abort()
         raise
+
+
+class _Trained(torch.nn.Module):
+    """A step's trained tensors as one module whose forward is the step, so that accelerate can prepare it:
+    under several processes it becomes DDP, which starts every process from the main process's values and
+    averages the gradients of these tensors (wherever they sit: membranes, LoRA layers in the UNet...)."""
+
+    def __init__(self, step_impl: TrainingStep, params: list[torch.nn.Parameter]) -> None:
+        super().__init__()
+        for i, p in enumerate(params):
+            if not isinstance(p, torch.nn.Parameter):
+                raise TypeError(
+                    f"{type(step_impl).__name__}.parameters() must return torch.nn.Parameter objects, got "
+                    f"a {type(p).__name__} at position {i}"
+                )
+            self.register_parameter(f"trained_{i}", p)
+        self._step = (step_impl,)  # a tuple: the step is no submodule
+
+    def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        return self._step[0](ctx)
 
 
 class _Loop:
@@ -435,7 +490,7 @@ class _Loop:
         step_impl.setup(self.accelerator.device)
         self.params = list(step_impl.parameters())
         adamw = torch.optim.AdamW(self.params, lr=settings.lr, weight_decay=settings.weight_decay)
-        self.optimizer = self.accelerator.prepare(adamw)
+        self.model, self.optimizer = self.accelerator.prepare(_Trained(step_impl, self.params), adamw)
         self.scheduler = _schedule(adamw, settings.schedule, settings.warmup_steps, settings.steps)
 
     def run(
@@ -448,7 +503,7 @@ class _Loop:
         steps, run = self.settings.steps, TrainingRun()
         if resume:
             run.start_step, run.history = self.restore(out)  # type: ignore[arg-type]
-        self.step_impl.start(run.start_step * self.settings.gradient_accumulation_steps)
+        self.step_impl.start(self._index(run.start_step, 0))
         bar = tqdm(
             range(run.start_step, steps),
             initial=run.start_step,
@@ -471,19 +526,26 @@ class _Loop:
             p.requires_grad_(False)
         return run
 
+    def _index(self, step: int, micro: int) -> int:
+        """The run-wide index of this process's micro-batch ``micro`` of ``step`` (:class:`StepContext`)."""
+        acc = self.accelerator
+        k = self.settings.gradient_accumulation_steps
+        return (step * k + micro) * acc.num_processes + acc.process_index
+
     def optimizer_step(self, step: int) -> dict[str, float]:
         """``gradient_accumulation_steps`` micro-batches (``accelerator.backward`` divides each loss by
-        their number, so gradients add up to a bigger batch's mean), then one update; returns the mean of
-        each logged value over the micro-batches."""
+        their number, so gradients add up to a bigger batch's mean; with several processes DDP averages
+        them on the last micro-batch, ``accumulate`` skipping the sync before), then one update; returns
+        the mean of each logged value over the micro-batches of every process."""
         acc, k, seed = self.accelerator, self.settings.gradient_accumulation_steps, self.settings.seed
         logged: dict[str, float] = {}
         for micro in range(k):
-            index = step * k + micro
+            index = self._index(step, micro)
             generator = torch.Generator().manual_seed(_seeded(seed, index, 0))
             torch.manual_seed(_seeded(seed, index, 1))
-            with acc.accumulate():
+            with acc.accumulate(self.model):
                 with acc.autocast():
-                    losses = self.step_impl(StepContext(step, micro, index, generator, acc.device))
+                    losses = self.model(StepContext(step, micro, index, generator, acc.device))
                 if "loss" not in losses:
                     raise KeyError(
                         f"{type(self.step_impl).__name__} returned no 'loss' (got {sorted(losses)})"
@@ -491,22 +553,21 @@ class _Loop:
                 acc.backward(losses["loss"])
             for key, value in losses.items():
                 logged[key] = logged.get(key, 0.0) + float(value.detach()) / k
-        self._sync_gradients()
         if self.settings.max_grad_norm:
             acc.clip_grad_norm_(self.params, self.settings.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step_impl.after_update(step)
-        return logged
+        return self._across_processes(logged)
 
-    def _sync_gradients(self) -> None:
-        """The one gradient all-reduce: the trainable tensors (membranes, LoRA layers) are not a module
-        accelerate prepared, so DDP would not average them."""
-        if self.accelerator.num_processes > 1:
-            for p in self.params:
-                if p.grad is not None:
-                    p.grad = self.accelerator.reduce(p.grad, reduction="mean")
+    def _across_processes(self, logged: dict[str, float]) -> dict[str, float]:
+        """The logged values averaged over the processes: the history one process would log."""
+        if self.accelerator.num_processes == 1:
+            return logged
+        keys = sorted(logged)
+        mean = self.accelerator.reduce(torch.tensor([logged[k] for k in keys], dtype=torch.float64), "mean")
+        return dict(zip(keys, mean.tolist(), strict=True))
 
     # -- checkpoints ------------------------------------------------------------------------------------
     def save(self, out: Path, step: int, history: dict[str, list[float]]) -> None:
@@ -591,6 +652,7 @@ def _check_same_settings(folder: Path, saved: dict[str, Any], now: dict[str, Any
     def flat(settings: dict[str, Any]) -> dict[str, Any]:
         config = settings.get("config") or {}
         return {
+            "processes": 1,  # checkpoints written before multi-process training were one process's
             **{k: v for k, v in settings.items() if k != "config"},
             **{f"config.{k}": v for k, v in config.items()},
         }

@@ -21,6 +21,7 @@ log-probability of the prompted attributes (shape and colour), differentiable th
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -111,30 +112,34 @@ def _x0_and_eps(out: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor, sigma: 
     raise DistillError(f"unsupported prediction_type {kind!r}")
 
 
+def caption_batch(data: ImageCaptions, batch_size: int, seed: int, index: int) -> Batch:
+    """Batch ``index`` of random rows of a dataset in memory (no attributes): a function of (seed, index)
+    only, so a resumed run, or one process of several, reads its own batches directly."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
+    pick = torch.randint(len(data), (batch_size,), generator=generator)
+    images = data.images[pick].float().div(127.5).sub(1)
+    return images, [data.captions[i] for i in pick.tolist()], [{} for _ in range(batch_size)]
+
+
 def caption_batches(data: ImageCaptions, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
-    """Endless random batches of a dataset in memory (no attributes); batch ``i`` depends on (seed, i) only,
-    as :func:`shapes_batches`, so a resumed run continues the stream."""
-    step = start
-    while True:
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        pick = torch.randint(len(data), (batch_size,), generator=generator)
-        images = data.images[pick].float().div(127.5).sub(1)
-        yield images, [data.captions[i] for i in pick.tolist()], [{} for _ in range(batch_size)]
-        step += 1
+    """Endless :func:`caption_batch` es from batch ``start`` on."""
+    return (caption_batch(data, batch_size, seed, index) for index in itertools.count(start))
+
+
+def shapes_batch(batch_size: int, seed: int, size: int, index: int) -> Batch:
+    """Batch ``index`` of the reference world's training split (what ``tiny-sd-shapes`` learnt from): a
+    function of (seed, index) only, as :func:`caption_batch`."""
+    from hubkit.world.shapes import CAPTION_TEMPLATES, render_batch, sample_specs
+
+    specs = sample_specs(batch_size, seed=seed * 1_000_003 + index)
+    images = torch.from_numpy(render_batch(specs, size)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    captions = [s.caption(int(s.seed) % len(CAPTION_TEMPLATES)) for s in specs]
+    return images, captions, [{"shape": s.shape, "colour": s.colour} for s in specs]
 
 
 def shapes_batches(batch_size: int, seed: int, size: int = 32, start: int = 0) -> Iterator[Batch]:
-    """Endless batches of the reference world's training split (what ``tiny-sd-shapes`` learnt from); batch
-    ``i`` depends on (seed, i) only, so ``start`` continues a stream where an interrupted run stopped."""
-    from hubkit.world.shapes import CAPTION_TEMPLATES, render_batch, sample_specs
-
-    step = start
-    while True:
-        specs = sample_specs(batch_size, seed=seed * 1_000_003 + step)
-        images = torch.from_numpy(render_batch(specs, size)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-        captions = [s.caption(int(s.seed) % len(CAPTION_TEMPLATES)) for s in specs]
-        yield images, captions, [{"shape": s.shape, "colour": s.colour} for s in specs]
-        step += 1
+    """Endless :func:`shapes_batch` es from batch ``start`` on (where an interrupted run stopped)."""
+    return (shapes_batch(batch_size, seed, size, index) for index in itertools.count(start))
 
 
 def judge_reward(judge: Any) -> Reward:
@@ -182,8 +187,9 @@ class _PromptCache:
 
 class LCMStep(TrainingStep):
     """One consistency-distillation step (the recipe above) for :func:`hubkit.training.run_training`. The
-    EMA target network θ⁻ is state the checkpoints carry; batches are positioned by micro-batch index, so a
-    resumed run sees the batches an uninterrupted one would."""
+    EMA target network θ⁻ is state the checkpoints carry; micro-batch ``index`` reads batch ``index`` of the
+    data, so a resumed run sees the batches an uninterrupted one would, and each of several processes its
+    own."""
 
     def __init__(
         self,
@@ -195,6 +201,7 @@ class LCMStep(TrainingStep):
     ):
         self.pipe, self.config, self.given_batches, self.reward = pipe, config, batches, reward
         self.data = data
+        self.position = 0  # the index of the next batch a caller's iterator yields
         self.description = f"{config.variant.upper()} distillation"
         self.has_lora = False
         self.ema: list[torch.Tensor] | None = None
@@ -261,16 +268,19 @@ class LCMStep(TrainingStep):
         if self.has_lora:
             remove_lora(self.unet)  # the teacher as it was
 
-    def start(self, index: int) -> None:
+    def batch(self, index: int) -> Batch:
+        """Batch ``index``: drawn directly from the dataset or the world; a caller's iterator is read
+        forward to it (indices only grow: the batches of earlier steps, or of the other processes, are
+        skipped)."""
+        config = self.config
         if self.given_batches is None and self.data is not None:
-            self.batches = caption_batches(self.data, self.config.batch_size, self.config.seed, start=index)
-        elif self.given_batches is None:
-            size = self.vae.config.sample_size
-            self.batches = shapes_batches(self.config.batch_size, self.config.seed, size, start=index)
-        else:  # a caller's iterator: skip what the interrupted run consumed
-            self.batches = self.given_batches
-            for _ in range(index):
-                next(self.batches)
+            return caption_batch(self.data, config.batch_size, config.seed, index)
+        if self.given_batches is None:
+            return shapes_batch(config.batch_size, config.seed, self.vae.config.sample_size, index)
+        for _ in range(index - self.position):
+            next(self.given_batches)
+        self.position = index + 1
+        return next(self.given_batches)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {f"ema.{i}": t for i, t in enumerate(self.ema or [])}
@@ -313,7 +323,7 @@ class LCMStep(TrainingStep):
 
     def __call__(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         config, device, generator = self.config, self.device, ctx.generator
-        images, captions, attributes = next(self.batches)
+        images, captions, attributes = self.batch(ctx.index)
         b = images.shape[0]
         sf = self.vae.config.scaling_factor
         with torch.no_grad():

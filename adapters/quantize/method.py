@@ -48,6 +48,7 @@ class QuantizeMethod(Method):
     stack_rule = "it quantizes the UNet the components before it leave"
     replaces_unet = True
     config_class = QuantizeConfig
+    data_parallel = False  # calibration, no gradient training: one process computes it
 
     @classmethod
     def recognizes(cls, artifact: Artifact) -> bool:

@@ -22,6 +22,7 @@ class RECEMethod(DiffusersLora):
     name = METHOD_NAME
     priority = 0
     config_class = RECEConfig
+    data_parallel = False  # closed form: one process computes it
 
     @classmethod
     def recognizes(cls, artifact: Artifact) -> bool:

@@ -448,7 +448,10 @@ def settings_table(
         arch = facts["architecture"]
         rows.append(("base architecture", f"{ARCHITECTURE_LABELS[arch]} (`{arch}`)"))
     if "train_seconds" in facts:
-        rows.append((time_label, f"{facts['train_seconds']:.0f} s on {facts.get('device', 'cpu')}"))
+        on = str(facts.get("device", "cpu"))
+        if "processes" in facts:  # trained under accelerate launch
+            on += f" × {facts['processes']} processes"
+        rows.append((time_label, f"{facts['train_seconds']:.0f} s on {on}"))
     if "command" in facts:
         rows.append(("reproduce", f"`{facts['command']}`"))
     return "| setting | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)

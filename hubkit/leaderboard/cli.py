@@ -123,6 +123,8 @@ def eval_command(
             token=token,
             results_repo=results_repo,
         )
+    if record is None:  # under accelerate launch, a process other than the main one: nothing to report
+        return
     print_metrics(record)
     if json_out:
         typer.echo(f"record written to {json_out}")

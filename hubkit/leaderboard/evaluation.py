@@ -4,6 +4,9 @@ The artifact is a Hub snapshot (``snapshot_download`` at a pinned commit) or a l
 comes from the registry (:mod:`hubkit.methods`), adapters are applied on their base model fetched the same
 way. Results go to the results dataset and into the artifact's card (``model-index`` + ``.eval_results/``),
 unless ``push=False``.
+
+Under ``accelerate launch`` every process loads the artifact (the main process downloads first) and makes its
+share of the suite's images; the main process alone judges them, builds the record and publishes it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from hubkit.leaderboard import records
 from hubkit.leaderboard.runner import run_suite
 from hubkit.leaderboard.suite import Suite, load_suite
 from hubkit.methods import Artifact, DiffusersPipeline, MethodError, method_for, read_hubkit_json
+from hubkit.processes import main_process_first, process_state
 
 DEFAULT_MAX_FILE_BYTES = 4 << 30
 
@@ -237,10 +241,12 @@ def evaluate(
     strict_card: bool = False,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     progress: bool = True,
-) -> EvalOutcome:
-    """Evaluate ``source`` (repo id or folder) on ``suite`` and return its results record."""
+) -> EvalOutcome | None:
+    """Evaluate ``source`` (repo id or folder) on ``suite`` and return its results record (None on the
+    processes other than the main one under ``accelerate launch``: they only generate)."""
     from hubkit.world.judge import load_judge
 
+    state = process_state()
     started = time.perf_counter()
     suite = suite if isinstance(suite, Suite) else load_suite(suite, params)
     apis: list[HfApi] = []
@@ -253,7 +259,7 @@ def evaluate(
 
     fetch_kwargs = {"strict_card": strict_card, "max_file_bytes": max_file_bytes}
     api = None if is_local(source) else hub_api()
-    with _quiet_libraries():
+    with _quiet_libraries(), main_process_first():  # the others then read the main one's downloads
         artifact = fetch_artifact(source, api=api, revision=revision, **fetch_kwargs)
         artifact.hub_api = hub_api
         try:
@@ -261,7 +267,7 @@ def evaluate(
         except MethodError as err:
             raise EvalError(str(err)) from err
     architecture = artifact_architecture(artifact, baseline)
-    judge = load_judge()
+    judge = load_judge() if state.is_main_process else None
     result = run_suite(
         pipe,
         suite,
@@ -271,6 +277,8 @@ def evaluate(
         artifact_facts={"artifact_bytes": artifact.size_bytes, "parameters": artifact.parameters},
         progress=progress,
     )
+    if result is None:  # not the main process: its images went to the main one
+        return None
     model = records.ModelFacts(
         id=artifact.repo_id or str(artifact.path.resolve()),
         revision=artifact.revision,

@@ -3,6 +3,12 @@
 Method-independent: the pipeline arrives with its method already applied (see :mod:`hubkit.methods`).
 Images come out identical run after run: every image has its own seeded generator and the batches are cut
 from a fixed order, so the numbers reproduce to float precision on the same machine and library versions.
+
+Under ``accelerate launch --num_processes N`` the batches (whole ones, so each image is made in the same
+batch as by one process) are dealt round-robin to the processes (``split_between_processes``), gathered
+(``gather_object``) in their fixed order, and the main process judges them and computes the metrics: the
+same values as one process. Timings are per batch, each measured by the process that made it (the method
+and its baseline side by side, so their ratio holds; absolute seconds grow when processes share cores).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from tqdm.auto import tqdm
 
 from hubkit.leaderboard.suite import MetricSpec, Prompt, Suite
 from hubkit.metrics import load_metric, qualified_labels
+from hubkit.processes import process_state
 from hubkit.world import shapes
 
 __all__ = ["SuiteResult", "run_suite"]
@@ -146,28 +153,61 @@ def _attacked_batch(pipe, suite: Suite, items: list[_Item], settings: dict[str, 
     return _Batch(items, generated, rows, seconds, None, _peak_memory_bytes(device), attack=attack)
 
 
+def _work(suite: Suite) -> list[tuple[bool, list[_Item]]]:
+    """The suite's generation work in its fixed order: (attacked?, items) per attacked prompt, then the
+    plain batches."""
+    items = _items(suite)
+    attacked = _by_prompt([i for i in items if i.group in suite.attacks])
+    plain = _batches([i for i in items if i.group not in suite.attacks], suite.batch_size)
+    return [(True, chunk) for chunk in attacked] + [(False, chunk) for chunk in plain]
+
+
 def _generate(
     pipe, suite: Suite, method_settings: dict[str, Any], baseline_pipe, progress: bool
 ) -> tuple[list[_Batch], list[dict[str, Any]]]:
+    """Every batch of the suite, in its fixed order; under ``accelerate launch`` each process makes its share
+    (batches n, n + N, ...: sweep points of unequal cost spread evenly) and every process gets them all."""
+    from accelerate.utils import gather_object
+
+    state = process_state()
     points = [{**suite.call_settings, **method_settings, **point} for point in suite.sweep_points()]
+    work = list(enumerate(_work(suite)))
+    dealt = [unit for r in range(state.num_processes) for unit in work[r :: state.num_processes]]
+    with state.split_between_processes(dealt) as mine:  # contiguous slices of dealt: work[r::N]
+        made = _make(pipe, suite, mine, points, baseline_pipe, progress and state.is_main_process)
+    if state.num_processes > 1:
+        made = sorted(gather_object(made), key=lambda done: done[0])
+    return [batch for _, batch in made], points
+
+
+def _make(
+    pipe,
+    suite: Suite,
+    work: list[tuple[int, tuple[bool, list[_Item]]]],
+    points: list[dict[str, Any]],
+    baseline_pipe,
+    progress: bool,
+) -> list[tuple[int, _Batch]]:
+    """The batches of ``work``, each with its place in the suite's order."""
     baseline = {**suite.call_settings, **(suite.baseline or {})} if suite.baseline else None
-    items = _items(suite)
     device = torch.device(getattr(pipe, "device", "cpu"))
     counter = _UnetCounter(pipe.unet)
     pipe.set_progress_bar_config(disable=True)
     if baseline_pipe is not None:
         baseline_pipe.set_progress_bar_config(disable=True)
-    batches = []
-    bar = tqdm(total=len(items), desc=f"{suite.key}: generating", unit="img", disable=not progress)
-    plain = [i for i in items if i.group not in suite.attacks]
+    made = []
+    total = sum(len(chunk) for _, (_, chunk) in work)
+    bar = tqdm(total=total, desc=f"{suite.key}: generating", unit="img", disable=not progress)
     try:
-        for chunk in _by_prompt([i for i in items if i.group in suite.attacks]):
-            batches.append(_attacked_batch(pipe, suite, chunk, points[chunk[0].point], counter))
-            bar.update(len(chunk))
-        for chunk in _batches(plain, suite.batch_size):
+        for n, (attacked, chunk) in work:
+            settings = points[chunk[0].point]
+            if attacked:
+                made.append((n, _attacked_batch(pipe, suite, chunk, settings, counter)))
+                bar.update(len(chunk))
+                continue
             rows_before = counter.rows
             start = time.perf_counter()
-            images = _call(pipe, chunk, points[chunk[0].point])
+            images = _call(pipe, chunk, settings)
             seconds = time.perf_counter() - start
             rows = counter.rows - rows_before
             baseline_seconds = baseline_images = None
@@ -177,12 +217,12 @@ def _generate(
                 baseline_images = _call(baseline_pipe, chunk, baseline)
                 baseline_seconds = time.perf_counter() - start
             peak = _peak_memory_bytes(device)
-            batches.append(_Batch(chunk, images, rows, seconds, baseline_seconds, peak, baseline_images))
+            made.append((n, _Batch(chunk, images, rows, seconds, baseline_seconds, peak, baseline_images)))
             bar.update(len(chunk))
     finally:
         bar.close()
         counter.close()
-    return batches, points
+    return made
 
 
 def _reference_images(prompts: list[Prompt], per_prompt: int, seed: int, size: int) -> np.ndarray:
@@ -373,15 +413,21 @@ def run_suite(
     baseline_pipe=None,
     artifact_facts: dict[str, int] | None = None,
     progress: bool = True,
-) -> SuiteResult:
+) -> SuiteResult | None:
     """Generate the suite's images with ``pipe``, judge them and compute every metric of the suite.
 
     ``method_settings`` (from the method) override the suite's call settings, except swept ones;
     ``baseline_pipe`` is timed batch by batch beside ``pipe`` when the suite has a ``baseline``.
+
+    Under ``accelerate launch`` every process generates its share of the batches and the main process
+    judges and computes the result; the other processes return None (``judge`` may be None there).
     """
+    state = process_state()
     start = time.perf_counter()
     batches, points = _generate(pipe, suite, method_settings or {}, baseline_pipe, progress)
     generation_seconds = time.perf_counter() - start
+    if not state.is_main_process:
+        return None
     start = time.perf_counter()
     scorer = _Scorer(suite, judge, batches)
     swept = bool(suite.sweep)
@@ -404,6 +450,7 @@ def run_suite(
         "scheduler": type(pipe.scheduler).__name__,
         "dtype": str(pipe.unet.dtype).removeprefix("torch."),
         "device": str(torch.device(getattr(pipe, "device", "cpu"))),
+        **({"processes": state.num_processes} if state.num_processes > 1 else {}),
         **({"sweep": suite.sweep} if swept else {}),
         **(points[0] if not swept else {k: v for k, v in points[0].items() if k not in suite.sweep}),
         **({"baseline": suite.baseline} if suite.baseline else {}),

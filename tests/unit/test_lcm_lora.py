@@ -218,6 +218,14 @@ def test_caption_batches_are_random_rows_positioned_by_index(pipe, dataset):
     assert torch.equal(resumed[0], second[0]) and resumed[1] == second[1]
 
 
+def test_a_callers_batches_are_read_by_micro_batch_index():
+    """Each of N processes reads every N-th batch of a caller's iterator (and a resumed run its rest)."""
+    from hubkit.adapters.lcm_lora.train import LCMStep
+
+    step = LCMStep(None, LCMLoRAConfig(), iter(range(10)), None)
+    assert [step.batch(i) for i in (1, 3, 4, 8)] == [1, 3, 4, 8]
+
+
 def test_distillation_on_a_dataset_reads_its_captions(pipe, dataset, monkeypatch):
     """With ``dataset`` the teacher is conditioned on the dataset's captions, never the world's."""
     from hubkit.adapters.lcm_lora import train

@@ -119,6 +119,17 @@ def test_resume_refuses_a_checkpoint_of_other_settings_and_starts_afresh_without
         _run(Toy(batch=4), out=out, resume=True, config={"rank": 2})
     with pytest.raises(ValueError, match=r"lr: 0\.1 there, 0\.2 now"):
         _run(Toy(batch=4), out=out, resume=True, config={"rank": 1}, lr=0.2)
+    # Micro-batches are dealt by process: a checkpoint continues only with its number of processes.
+    state_file = checkpoints(out)[-1] / "state.json"
+    state = json.loads(state_file.read_text())
+    assert state["settings"]["processes"] == 1
+    state["settings"]["processes"] = 2  # as written under accelerate launch --num_processes 2
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(ValueError, match=r"processes: 2 there, 1 now"):
+        _run(Toy(batch=4), out=out, resume=True, config={"rank": 1})
+    del state["settings"]["processes"]  # written before processes were recorded: by one process
+    state_file.write_text(json.dumps(state))
+    assert _run(Toy(batch=4), out=out, resume=True, config={"rank": 1}).start_step == 2
     fresh, whole = Toy(batch=4), Toy(batch=4)
     _run(fresh, out=tmp_path / "other", resume=True)
     _run(whole)
