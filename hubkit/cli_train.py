@@ -24,8 +24,9 @@ from typing import Annotated, Any, Union
 
 import typer
 
+from hubkit import methods
 from hubkit.cli_common import command_group, exit_on
-from hubkit.methods import Method, MethodError, available_methods
+from hubkit.methods import Method, MethodError
 
 __all__ = ["command_line", "config_options", "train_app", "train_command"]
 
@@ -172,7 +173,7 @@ def train_command(method_cls: type[Method]) -> Any:
 def train_app() -> typer.Typer:
     """One ``hubkit train <method>`` command per registered method that has a config."""
     app = command_group("train", "Train a method's artifact into a folder to publish.")
-    for name, cls in available_methods().items():
+    for name, cls in methods.available_methods().items():  # looked up per call (tests patch the registry)
         if cls.config_class is not None:
             app.command(name)(train_command(cls))
     return app
