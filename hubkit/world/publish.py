@@ -129,15 +129,19 @@ def _keep_eval_results(folder: Path, repo_id: str, endpoint: str | None, token: 
     """Carry the results ``hubkit eval`` wrote into the published card over to the re-rendered one, so a
     re-publish of unchanged weights neither drops them nor makes a commit."""
     from huggingface_hub import ModelCard, hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     from hubkit.cards.render import set_eval_results
     from hubkit.hub.endpoint import resolve_endpoint, resolve_token
 
     hub = resolve_endpoint(endpoint)
+    # A cache of its own: the shared Hugging Face cache is keyed by repo id, not by Hub, so another Hub's card
+    # of the same repo id (or a stale one) could be served from it and its results carried into this one.
+    cache = folder.parent / f".{folder.name}-remote-card"
     try:
-        remote = hf_hub_download(repo_id, "README.md", endpoint=hub.url, token=resolve_token(token, hub))
-    except (EntryNotFoundError, RepositoryNotFoundError):
+        token_value = resolve_token(token, hub)
+        remote = hf_hub_download(repo_id, "README.md", endpoint=hub.url, token=token_value, cache_dir=cache)
+    except (EntryNotFoundError, RepositoryNotFoundError, LocalEntryNotFoundError):
         return
     results = ModelCard.load(remote, ignore_metadata_errors=True).data.eval_results
     if results:

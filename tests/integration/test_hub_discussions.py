@@ -76,7 +76,8 @@ def test_eval_pull_request_is_reviewed_and_merged_by_the_owner(hub, tmp_path):
     assert "new file mode 100644" in details.diff and "+++ b/.eval_results/tiny.yaml\n" in details.diff
     readme = details.diff.split("diff --git a/README.md b/README.md\n")[1].split("diff --git")[0]
     added = [line for line in readme.splitlines() if line.startswith("+") and not line.startswith("+++")]
-    assert added and "model-index" in readme, readme[:4000]  # the card's results, as a reviewer reads them
+    # the card's results, pointing at bob's record, as a reviewer reads them
+    assert any("bob/results" in line for line in added), readme[:4000]
 
     alice.comment_discussion(repo_id, pr.num, "Numbers look right, merging.")
     assert _status(lambda: bob.merge_pull_request(repo_id, pr.num)) == 403
