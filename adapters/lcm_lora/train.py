@@ -121,11 +121,6 @@ def caption_batch(data: ImageCaptions, batch_size: int, seed: int, index: int) -
     return images, [data.captions[i] for i in pick.tolist()], [{} for _ in range(batch_size)]
 
 
-def caption_batches(data: ImageCaptions, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
-    """Endless :func:`caption_batch` es from batch ``start`` on."""
-    return (caption_batch(data, batch_size, seed, index) for index in itertools.count(start))
-
-
 def shapes_batch(batch_size: int, seed: int, size: int, index: int) -> Batch:
     """Batch ``index`` of the reference world's training split (what ``tiny-sd-shapes`` learnt from): a
     function of (seed, index) only, as :func:`caption_batch`."""

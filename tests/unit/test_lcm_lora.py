@@ -205,16 +205,15 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def test_caption_batches_are_random_rows_positioned_by_index(pipe, dataset):
-    from hubkit.adapters.lcm_lora.train import caption_batches, load_distillation_data
+    from hubkit.adapters.lcm_lora.train import caption_batch, load_distillation_data
 
     data = load_distillation_data(pipe, LCMLoRAConfig(dataset=str(dataset)))
     assert data.images.shape == (4, 3, 32, 32)  # the teacher's native size (sample size 4 × VAE scale 8)
-    stream = caption_batches(data, 3, seed=1)
-    first, second = next(stream), next(stream)
+    first, second = caption_batch(data, 3, 1, 0), caption_batch(data, 3, 1, 1)
     images, captions, attributes = first
     assert images.shape == (3, 3, 32, 32) and images.min() >= -1 and images.max() <= 1
     assert set(captions) <= set(data.captions) and attributes == [{}, {}, {}]
-    resumed = next(caption_batches(data, 3, seed=1, start=1))
+    resumed = caption_batch(data, 3, 1, 1)  # a resumed run's batch 1
     assert torch.equal(resumed[0], second[0]) and resumed[1] == second[1]
 
 
