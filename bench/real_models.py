@@ -29,6 +29,7 @@ dataset, a family it refuses) is reported with its reason, and the others still 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -74,6 +75,11 @@ class Base:
         pipe.set_progress_bar_config(disable=True)
         return pipe.to(self.device)
 
+    @functools.cached_property
+    def pipe(self) -> Any:
+        """The base as it is, loaded once: its own images, timings and losses (never given to a loader)."""
+        return self.load()
+
     def draw(self, pipe: Any, prompt: str, steps: int, guidance: float, **settings: Any) -> np.ndarray:
         """``seeds`` images of ``prompt`` (seeds 0…n-1), float32 in [0, 1], (n, H, W, 3)."""
         size = {"height": self.size, "width": self.size} if self.size else {}
@@ -96,9 +102,7 @@ class Base:
     def base_images(self, prompt: str, steps: int = 25, guidance: float = 7.5) -> np.ndarray:
         key = (prompt, steps, guidance)
         if key not in self.images:
-            if not hasattr(self, "_pipe"):
-                self._pipe = self.load()
-            self.images[key] = self.draw(self._pipe, prompt, steps, guidance)
+            self.images[key] = self.draw(self.pipe, prompt, steps, guidance)
         return self.images[key]
 
 
@@ -283,8 +287,7 @@ def measure_lcm(base: Base, folder: Path, args: argparse.Namespace, clip: Clip |
     student_steps = settings.pop("num_inference_steps", 4)
     student_guidance = settings.pop("guidance_scale", 1.0)
     fast = seconds_per_image(base, pipe, prompt, student_steps, student_guidance, **settings)
-    teacher = base.load()
-    slow = seconds_per_image(base, teacher, prompt, teacher_steps, 7.5)
+    slow = seconds_per_image(base, base.pipe, prompt, teacher_steps, 7.5)
     row = {
         "student s/image": fast,
         "teacher s/image": slow,
@@ -337,7 +340,7 @@ def measure_finetune(
     pipe, _ = load_artifact(base, folder)
     size = 64 if args.quick else pipeline_resolution(pipe)
     data = load_image_captions(args.dataset, None, "train", "image", "caption", size)
-    before = denoising_loss(base.load(), data.images, data.captions, base.device)
+    before = denoising_loss(base.pipe, data.images, data.captions, base.device)
     after = denoising_loss(pipe, data.images, data.captions, base.device)
     return {
         "loss before": before,
@@ -363,7 +366,7 @@ def measure_quantize(base: Base, folder: Path, args: argparse.Namespace) -> dict
     weights = sum(f.stat().st_size for f in folder.rglob("*.safetensors"))
     float_unet = unet_bytes(base.path / "unet")
     fast = seconds_per_image(base, pipe, args.prompts[0], steps, 7.5)
-    slow = seconds_per_image(base, base.load(), args.prompts[0], steps, 7.5)
+    slow = seconds_per_image(base, base.pipe, args.prompts[0], steps, 7.5)
     return {
         "artifact bytes": weights,
         "float UNet bytes": float_unet,
